@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the CRUD work."""
+
+from flask import Blueprint
+
+bp = Blueprint("identity_assignments", __name__, url_prefix="/v3")
