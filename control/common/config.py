@@ -1,9 +1,9 @@
 """One configuration loader for every Cirrus process.
 
-Each service reads an INI file, ``/etc/cirrus/<service>.conf`` by default. The directory can be moved
-with ``CIRRUS_CONFIG_DIR`` and a single file chosen with ``CIRRUS_<SERVICE>_CONFIG``; tests pass a
-dictionary of overrides instead. Values are always strings in the file; the typed getters convert
-them and fail with a message that names the file, section and option.
+Each service reads an INI file, ``/etc/cirrus/<service>.conf`` by default. The directory can be
+moved with ``CIRRUS_CONFIG_DIR`` and one file chosen with ``CIRRUS_<SERVICE>_CONFIG``; tests pass
+a dictionary of overrides instead. Values are always strings in the file; the typed getters
+convert them and fail with a message that names the file, section and option.
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ class Config:
         value = self._raw(section, option)
         if value is None:
             if default is None:
-                raise ConfigError(
-                    f"{self.source}: [{section}] {option} is required but not set"
-                )
+                raise ConfigError(f"{self.source}: [{section}] {option} is required but not set")
             return default
         return value
 

@@ -39,7 +39,7 @@ class RequestContext:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestContext:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def policy_credentials(self) -> dict[str, Any]:

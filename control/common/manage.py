@@ -29,7 +29,9 @@ def _db_sync(args: argparse.Namespace, conf: config_mod.Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cirrus-manage", description=__doc__)
-    parser.add_argument("--config-file", help="configuration file (default /etc/cirrus/<service>.conf)")
+    parser.add_argument(
+        "--config-file", help="configuration file (default /etc/cirrus/<service>.conf)"
+    )
     services = parser.add_subparsers(dest="service", required=True, metavar="SERVICE")
     for service in SERVICES:
         service_parser = services.add_parser(service, help=f"manage the {service} service")
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     log.setup("WARNING")
     args = build_parser().parse_args(argv)
     try:
-        conf = config_mod.load(args.service, args.config_file, required=args.config_file is not None)
+        conf = config_mod.load(
+            args.service, args.config_file, required=args.config_file is not None
+        )
         result: int = args.func(args, conf)
     except config_mod.ConfigError as exc:
         print(f"cirrus-manage: {exc}", file=sys.stderr)

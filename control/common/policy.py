@@ -93,23 +93,23 @@ class _Parser:
         return self._atom()
 
     def _atom(self) -> Check:
-        token = self._peek()
-        if token is None:
+        item = self._peek()
+        if item is None:
             raise PolicyError(f"rule {self.text!r} ends too early")
         self.pos += 1
-        if token == "(":
+        if item == "(":
             inner = self._or()
             if self._peek() != ")":
                 raise PolicyError(f"missing ')' in rule {self.text!r}")
             self.pos += 1
             return inner
-        if token == "@":
+        if item == "@":
             return lambda c, t, e: True
-        if token == "!":
+        if item == "!":
             return lambda c, t, e: False
-        if ":" not in token:
-            raise PolicyError(f"cannot understand {token!r} in rule {self.text!r}")
-        kind, match = token.split(":", 1)
+        if ":" not in item:
+            raise PolicyError(f"cannot understand {item!r} in rule {self.text!r}")
+        kind, match = item.split(":", 1)
         return _make_check(kind, match)
 
 
@@ -120,7 +120,7 @@ def _fill(match: str, target: Mapping[str, Any]) -> str | None:
         return None
 
 
-class _Stringify(dict):  # type: ignore[type-arg]
+class _Stringify(dict):
     def __init__(self, target: Mapping[str, Any]) -> None:
         super().__init__(target)
 

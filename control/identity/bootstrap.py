@@ -133,18 +133,23 @@ def bootstrap(sess: Session, options: BootstrapOptions) -> BootstrapResult:
         sess.flush()
         result.changed.append(f"user {options.admin_username}")
     elif not passwords.check_password(options.admin_password, user.password_hash):
-        user.password_hash = passwords.hash_password(options.admin_password, options.password_rounds)
+        user.password_hash = passwords.hash_password(
+            options.admin_password, options.password_rounds
+        )
         user.password_created_at = models.utcnow()
         result.changed.append(f"user {options.admin_username} password")
     if not user.enabled:
         user.enabled = True
         result.changed.append(f"user {options.admin_username} enabled")
 
-    key = (user.id, "project", project.id, roles["admin"].id)
-    if sess.get(models.RoleAssignment, key) is None:
+    assignment_key = (user.id, "project", project.id, roles["admin"].id)
+    if sess.get(models.RoleAssignment, assignment_key) is None:
         sess.add(
             models.RoleAssignment(
-                user_id=user.id, target_type="project", target_id=project.id, role_id=key[3]
+                user_id=user.id,
+                target_type="project",
+                target_id=project.id,
+                role_id=roles["admin"].id,
             )
         )
         result.changed.append(f"admin role on project {options.project_name}")

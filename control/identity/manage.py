@@ -1,4 +1,5 @@
-"""Identity's commands for ``cirrus-manage identity ...``: bootstrap, fernet-setup, fernet-rotate."""
+"""Identity's commands for ``cirrus-manage identity ...``: bootstrap, fernet-setup and
+fernet-rotate."""
 
 from __future__ import annotations
 
@@ -79,7 +80,9 @@ def _fernet_rotate(args: argparse.Namespace, conf: Config) -> int:
 
 
 def register(commands: Any) -> None:
-    boot = commands.add_parser("bootstrap", help="create the admin user, project, roles and catalog")
+    boot = commands.add_parser(
+        "bootstrap", help="create the admin user, project, roles and catalog"
+    )
     boot.add_argument("--bootstrap-username", default="admin")
     boot.add_argument("--bootstrap-project-name", default="admin")
     boot.add_argument(

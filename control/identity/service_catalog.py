@@ -25,9 +25,7 @@ def _substitute(url: str, project_id: str | None) -> str | None:
 
 def build(sess: Session, project_id: str | None) -> list[dict[str, Any]]:
     services = sess.scalars(select(models.Service).where(models.Service.enabled.is_(True))).all()
-    endpoints = sess.scalars(
-        select(models.Endpoint).where(models.Endpoint.enabled.is_(True))
-    ).all()
+    endpoints = sess.scalars(select(models.Endpoint).where(models.Endpoint.enabled.is_(True))).all()
     by_service: dict[str, list[models.Endpoint]] = {}
     for endpoint in endpoints:
         by_service.setdefault(endpoint.service_id, []).append(endpoint)
@@ -50,6 +48,11 @@ def build(sess: Session, project_id: str | None) -> list[dict[str, Any]]:
         if not entries:
             continue
         catalog.append(
-            {"id": service.id, "type": service.type, "name": service.name or "", "endpoints": entries}
+            {
+                "id": service.id,
+                "type": service.type,
+                "name": service.name or "",
+                "endpoints": entries,
+            }
         )
     return catalog

@@ -3,7 +3,9 @@
 The payload is a compact JSON list, encrypted and signed with the primary key of the
 :class:`~control.identity.fernet.KeyRepository`::
 
-    [1, user_id, methods, project_id, domain_id, issued_at (µs since epoch), expires_at (s), audit_ids]
+    [1, user_id, methods, project_id, domain_id, issued_at, expires_at, audit_ids]
+
+(times in microseconds since the epoch, UTC)
 
 A token is valid while it has not expired, no revocation event matches it, its user and the user's
 domain are enabled and, for a scoped token, the scope still exists, is enabled and the user still
@@ -20,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from control.common import errors
@@ -179,7 +181,9 @@ def effective_roles(
 
 
 def is_revoked(sess: Session, data: TokenData) -> bool:
-    conditions = [models.RevocationEvent.audit_id.in_(data.audit_ids)]
+    conditions: list[ColumnElement[bool]] = [
+        models.RevocationEvent.audit_id.in_(data.audit_ids)
+    ]
     conditions.append(
         (models.RevocationEvent.user_id == data.user_id)
         & (models.RevocationEvent.issued_before >= data.issued_at)
@@ -241,9 +245,7 @@ def revoke_project(sess: Session, project_id: str) -> None:
     sess.add(models.RevocationEvent(project_id=project_id, issued_before=models.utcnow()))
 
 
-def body(
-    sess: Session, validated: ValidatedToken, include_catalog: bool = True
-) -> dict[str, Any]:
+def body(sess: Session, validated: ValidatedToken, include_catalog: bool = True) -> dict[str, Any]:
     """The ``token`` body of POST and GET /v3/auth/tokens."""
     data = validated.data
     user_domain = validated.user_domain

@@ -57,7 +57,9 @@ class IdentityEnv:
         return {"X-Auth-Token": token or self.admin_token}
 
 
-def build(mariadb: Any, workdir: Path, extra: dict[str, dict[str, Any]] | None = None) -> IdentityEnv:
+def build(
+    mariadb: Any, workdir: Path, extra: dict[str, dict[str, Any]] | None = None
+) -> IdentityEnv:
     url = mariadb.create_database("identity")
     migrate.upgrade("identity", url)
     key_dir = workdir / "fernet-keys"
@@ -86,7 +88,9 @@ def build(mariadb: Any, workdir: Path, extra: dict[str, dict[str, Any]] | None =
     client = app.test_client()
     env = IdentityEnv(app, client, url, key_dir, password, "", "")
     env.admin_token = env.token("admin", password, project="admin")
-    resp = client.get("/v3/auth/tokens", headers={"X-Auth-Token": env.admin_token,
-                                                  "X-Subject-Token": env.admin_token})
+    resp = client.get(
+        "/v3/auth/tokens",
+        headers={"X-Auth-Token": env.admin_token, "X-Subject-Token": env.admin_token},
+    )
     env.admin_project_id = resp.get_json()["token"]["project"]["id"]
     return env

@@ -118,7 +118,9 @@ def test_revoked_token_is_401_and_others_survive(identity: IdentityEnv) -> None:
         "/v3/auth/tokens", headers={"X-Auth-Token": identity.admin_token, "X-Subject-Token": victim}
     )
     assert resp.status_code == 204
-    assert identity.client.get("/v3/auth/catalog", headers={"X-Auth-Token": victim}).status_code == 401
+    assert (
+        identity.client.get("/v3/auth/catalog", headers={"X-Auth-Token": victim}).status_code == 401
+    )
     check = identity.client.head(
         "/v3/auth/tokens", headers={"X-Auth-Token": identity.admin_token, "X-Subject-Token": victim}
     )

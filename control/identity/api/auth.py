@@ -103,7 +103,9 @@ def provider() -> tokens.TokenProvider:
 
 def _find_domain(sess: Session, ref: dict[str, Any] | None, what: str) -> models.Domain:
     if not ref or not (ref.get("id") or ref.get("name")):
-        raise errors.BadRequest(f"Invalid input for field '{what}.domain': a domain id or name is required")
+        raise errors.BadRequest(
+            f"Invalid input for field '{what}.domain': a domain id or name is required"
+        )
     if ref.get("id"):
         found = sess.get(models.Domain, ref["id"])
     else:
@@ -147,9 +149,7 @@ def _password_user(sess: Session, user_ref: dict[str, Any]) -> models.User:
     return user
 
 
-def _resolve_scope(
-    sess: Session, user: models.User, scope: Any
-) -> tuple[str | None, str | None]:
+def _resolve_scope(sess: Session, user: models.User, scope: Any) -> tuple[str | None, str | None]:
     """(project_id, domain_id) of the requested scope, checked for existence and a role."""
     if scope == "unscoped":
         return None, None
@@ -164,7 +164,9 @@ def _resolve_scope(
                 return project.id, None
         return None, None
     if "system" in scope:
-        raise errors.BadRequest("Invalid input for field 'auth.scope.system': system scope is not supported")
+        raise errors.BadRequest(
+            "Invalid input for field 'auth.scope.system': system scope is not supported"
+        )
     if "project" in scope:
         ref = scope["project"]
         if ref.get("id"):
@@ -177,12 +179,18 @@ def _resolve_scope(
                 )
             )
         if project is None or not project.enabled:
-            raise errors.Unauthorized("The user has no access to the requested project, or it is disabled.")
+            raise errors.Unauthorized(
+                "The user has no access to the requested project, or it is disabled."
+            )
         domain_row = sess.get(models.Domain, project.domain_id)
         if domain_row is None or not domain_row.enabled:
-            raise errors.Unauthorized("The user has no access to the requested project, or it is disabled.")
+            raise errors.Unauthorized(
+                "The user has no access to the requested project, or it is disabled."
+            )
         if not tokens.effective_roles(sess, user.id, "project", project.id):
-            raise errors.Unauthorized("The user has no access to the requested project, or it is disabled.")
+            raise errors.Unauthorized(
+                "The user has no access to the requested project, or it is disabled."
+            )
         return project.id, None
     ref = scope["domain"]
     if ref.get("id"):
@@ -194,7 +202,9 @@ def _resolve_scope(
         or not domain_found.enabled
         or not tokens.effective_roles(sess, user.id, "domain", domain_found.id)
     ):
-        raise errors.Unauthorized("The user has no access to the requested domain, or it is disabled.")
+        raise errors.Unauthorized(
+            "The user has no access to the requested domain, or it is disabled."
+        )
     return None, domain_found.id
 
 
@@ -218,11 +228,15 @@ def issue_token() -> Response:
     parent: tokens.TokenData | None = None
     if "password" in methods:
         if "password" not in identity:
-            raise errors.BadRequest("Invalid input for field 'auth.identity.password': required by method 'password'")
+            raise errors.BadRequest(
+                "Invalid input for field 'auth.identity.password': required by method 'password'"
+            )
         user = _password_user(sess, identity["password"]["user"])
     elif "token" in methods:
         if "token" not in identity:
-            raise errors.BadRequest("Invalid input for field 'auth.identity.token': required by method 'token'")
+            raise errors.BadRequest(
+                "Invalid input for field 'auth.identity.token': required by method 'token'"
+            )
         parent_validated = tokens.validate(sess, provider(), identity["token"]["id"])
         parent = parent_validated.data
         user = parent_validated.user
@@ -241,7 +255,10 @@ def _subject() -> tokens.ValidatedToken:
     try:
         validated = tokens.validate(db.session(), provider(), subject)
     except errors.Unauthorized:
-        raise errors.NotFound("The token in X-Subject-Token is not valid: it has expired, was revoked or never existed.") from None
+        raise errors.NotFound(
+            "The token in X-Subject-Token is not valid: "
+            "it has expired, was revoked or never existed."
+        ) from None
     return validated
 
 
@@ -297,7 +314,10 @@ def auth_projects() -> Response:
         .order_by(models.Project.name)
     ).all()
     return jsonify(
-        {"projects": [render.project(p) for p in projects], "links": render.collection_links("auth/projects")}
+        {
+            "projects": [render.project(p) for p in projects],
+            "links": render.collection_links("auth/projects"),
+        }
     )
 
 
@@ -315,5 +335,8 @@ def auth_domains() -> Response:
         select(models.Domain).where(models.Domain.id.in_(set(ids)), models.Domain.enabled.is_(True))
     ).all()
     return jsonify(
-        {"domains": [render.domain(d) for d in domains], "links": render.collection_links("auth/domains")}
+        {
+            "domains": [render.domain(d) for d in domains],
+            "links": render.collection_links("auth/domains"),
+        }
     )
