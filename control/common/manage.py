@@ -22,8 +22,13 @@ LOG = logging.getLogger("cirrus.manage")
 
 def _db_sync(args: argparse.Namespace, conf: config_mod.Config) -> int:
     url = conf.get("database", "connection")
+    before = migrate.current_revision(args.service, url)
     migrate.upgrade(args.service, url)
-    print(f"{args.service}: database at revision {migrate.current_revision(args.service, url)}")
+    after = migrate.current_revision(args.service, url)
+    if before == after:
+        print(f"{args.service}: no change; database at revision {after}")
+    else:
+        print(f"{args.service}: upgraded from {before or 'empty'}; database at revision {after}")
     return 0
 
 
