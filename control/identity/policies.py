@@ -36,6 +36,8 @@ RULES: dict[str, str] = {
     "identity:list_users": "rule:admin_required",
     "identity:create_user": "rule:admin_required",
     "identity:update_user": "rule:admin_required",
+    # A user changing only the ``description`` or ``email`` of their own record.
+    "identity:update_own_user": "rule:owner",
     "identity:delete_user": "rule:admin_required",
     "identity:change_password": "rule:owner",
     # Roles and assignments.
@@ -44,6 +46,12 @@ RULES: dict[str, str] = {
     "identity:create_role": "rule:admin_required",
     "identity:update_role": "rule:admin_required",
     "identity:delete_role": "rule:admin_required",
+    "identity:list_implied_roles": "role:reader or rule:admin_required",
+    "identity:get_implied_role": "role:reader or rule:admin_required",
+    "identity:check_implied_role": "role:reader or rule:admin_required",
+    "identity:list_role_inference_rules": "role:reader or rule:admin_required",
+    "identity:create_implied_role": "rule:admin_required",
+    "identity:delete_implied_role": "rule:admin_required",
     "identity:list_grants": "rule:admin_required or (role:reader and project_id:%(project_id)s)",
     "identity:check_grant": "rule:admin_required or (role:reader and project_id:%(project_id)s)",
     "identity:create_grant": "rule:admin_required",
