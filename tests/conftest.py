@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.fixtures.mariadb", "tests.fixtures.rabbitmq"]
+pytest_plugins = [
+    "tests.fixtures.mariadb",
+    "tests.fixtures.rabbitmq",
+    "tests.fixtures.identity_server",
+]

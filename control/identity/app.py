@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
 from control.common import config as config_mod
 from control.common import db, log, policy
@@ -34,7 +34,11 @@ def create_app(conf: config_mod.Config | None = None) -> Flask:
         conf.get("fernet_tokens", "key_repository", "/etc/cirrus/fernet-keys"),
         conf.get_int("fernet_tokens", "max_active_keys", 3),
     )
-    provider = tokens.TokenProvider(keys, conf.get_int("token", "expiration", 3600))
+    provider = tokens.TokenProvider(
+        keys,
+        conf.get_int("token", "expiration", 3600),
+        cache_ttl=conf.get_float("token", "cache_ttl", 5.0),
+    )
     admin_project = (
         conf.get("identity", "admin_project_domain_name", "Default"),
         conf.get("identity", "admin_project_name", "admin"),
@@ -65,6 +69,18 @@ def create_app(conf: config_mod.Config | None = None) -> Flask:
         www_authenticate,
     )
     app.extensions["cirrus.identity.tokens"] = provider
+
+    @app.after_request
+    def _forget_validations_after_a_change(response: Response) -> Response:
+        # A write may change what a token grants (a role removed, a project disabled): this worker
+        # forgets what it validated; the others follow within [token] cache_ttl.
+        if (
+            request.method not in ("GET", "HEAD", "OPTIONS")
+            and request.endpoint != "identity_auth.issue_token"
+            and response.status_code < 400
+        ):
+            provider.cache.clear()
+        return response
     db.init_app(app, database)
     policy.init_app(app, policy.Enforcer(policies.RULES, conf.get_optional("policy", "file")))
     return app

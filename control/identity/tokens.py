@@ -10,19 +10,29 @@ The payload is a compact JSON list, encrypted and signed with the primary key of
 A token is valid while it has not expired, no revocation event matches it, its user and the user's
 domain are enabled and, for a scoped token, the scope still exists, is enabled and the user still
 holds a role on it.
+
+Each worker keeps what it validated for ``[token] cache_ttl`` seconds (:class:`ValidationCache`).
+The revocation events are still read on every validation, so a revoked token, a changed password
+or a disabled user or project is refused at once by every worker; any other change (a grant
+removed, a role deleted) is seen by a worker at once if it made the change, and by the others
+within ``cache_ttl``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from control.common import errors
@@ -110,10 +120,55 @@ class ValidatedToken:
         return None
 
 
+class ValidationCache:
+    """A bounded, thread-safe map of token hash -> :class:`ValidatedToken`, entries kept ``ttl``
+    seconds. It holds detached snapshots: nothing in it is attached to a database session."""
+
+    def __init__(self, ttl: float, size: int = 10000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: OrderedDict[str, tuple[float, ValidatedToken]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> ValidatedToken | None:
+        if self.ttl <= 0:
+            return None
+        key = self._key(token)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, token: str, validated: ValidatedToken) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[self._key(token)] = (time.monotonic() + self.ttl, validated)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class TokenProvider:
-    def __init__(self, keys: KeyRepository, expiration: int = 3600) -> None:
+    def __init__(self, keys: KeyRepository, expiration: int = 3600, cache_ttl: float = 0) -> None:
         self.keys = keys
         self.expiration = expiration
+        self.cache = ValidationCache(cache_ttl)
 
     def issue(
         self,
@@ -180,20 +235,24 @@ def effective_roles(
     return sorted(roles, key=lambda r: r.name)
 
 
+# Read on every validation, so it is a plain statement: no ORM work on the hot path.
+_REVOKED = text(
+    "SELECT 1 FROM revocation_events WHERE audit_id IN :audit_ids"
+    " OR (user_id = :user_id AND issued_before >= :issued_at)"
+    " OR (project_id = :project_id AND issued_before >= :issued_at) LIMIT 1"
+).bindparams(bindparam("audit_ids", expanding=True))
+
+
 def is_revoked(sess: Session, data: TokenData) -> bool:
-    conditions: list[ColumnElement[bool]] = [
-        models.RevocationEvent.audit_id.in_(data.audit_ids)
-    ]
-    conditions.append(
-        (models.RevocationEvent.user_id == data.user_id)
-        & (models.RevocationEvent.issued_before >= data.issued_at)
-    )
-    if data.project_id:
-        conditions.append(
-            (models.RevocationEvent.project_id == data.project_id)
-            & (models.RevocationEvent.issued_before >= data.issued_at)
-        )
-    found = sess.scalar(select(models.RevocationEvent.id).where(or_(*conditions)).limit(1))
+    found = sess.execute(
+        _REVOKED,
+        {
+            "audit_ids": data.audit_ids or [""],
+            "user_id": data.user_id,
+            "project_id": data.project_id,
+            "issued_at": data.issued_at,
+        },
+    ).first()
     return found is not None
 
 
@@ -201,6 +260,27 @@ def validate(sess: Session, provider: TokenProvider, token: str) -> ValidatedTok
     data = provider.decode(token)
     if is_revoked(sess, data):
         raise errors.Unauthorized(INVALID)
+    cached = provider.cache.get(token)
+    if cached is not None:
+        return cached
+    validated = _load(sess, data)
+    if provider.cache.ttl > 0:
+        for row in (
+            validated.user,
+            validated.user_domain,
+            validated.project,
+            validated.project_domain,
+            validated.domain,
+            *validated.roles,
+        ):
+            if row is not None and row in sess:
+                sess.expunge(row)
+        provider.cache.put(token, validated)
+    return validated
+
+
+def _load(sess: Session, data: TokenData) -> ValidatedToken:
+    """Load and check everything a token refers to."""
     user = sess.get(models.User, data.user_id)
     if user is None or not user.enabled:
         raise errors.Unauthorized(INVALID)
