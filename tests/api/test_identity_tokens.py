@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
+from pathlib import Path
 
-from tests.api.identity_env import IdentityEnv
+from control.identity import models
+from control.identity.fernet import KeyRepository
+from control.identity.tokens import TokenData, new_audit_id
+from tests.api.identity_env import IdentityEnv, build
 
 
 def test_version_discovery(identity: IdentityEnv) -> None:
@@ -160,3 +166,44 @@ def test_unknown_route_is_json_404(identity: IdentityEnv) -> None:
     resp = identity.client.get("/v3/nothing-here", headers=identity.headers())
     assert resp.status_code == 404
     assert resp.get_json()["error"]["code"] == 404
+
+
+def test_expired_token_is_401(identity: IdentityEnv) -> None:
+    """A token signed with the server's own keys whose lifetime is over is refused."""
+    admin = identity.client.get(
+        "/v3/auth/tokens",
+        headers={"X-Auth-Token": identity.admin_token, "X-Subject-Token": identity.admin_token},
+    ).get_json()["token"]
+    now = models.utcnow()
+    expired = TokenData(
+        admin["user"]["id"],
+        ["password"],
+        identity.admin_project_id,
+        None,
+        now - timedelta(hours=2),
+        now - timedelta(seconds=1),
+        [new_audit_id()],
+    )
+    token = KeyRepository(identity.key_dir).encrypt(expired.encode()).decode()
+    resp = identity.client.get("/v3/auth/catalog", headers={"X-Auth-Token": token})
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == 401
+    check = identity.client.head(
+        "/v3/auth/tokens", headers={"X-Auth-Token": identity.admin_token, "X-Subject-Token": token}
+    )
+    assert check.status_code == 404
+
+
+def test_token_lifetime_follows_the_setting(mariadb: object, tmp_path: Path) -> None:
+    env = build(mariadb, tmp_path, extra={"token": {"expiration": 1}})
+    try:
+        token = env.token("admin", env.admin_password, project="admin")
+        assert (
+            env.client.get("/v3/auth/catalog", headers={"X-Auth-Token": token}).status_code == 200
+        )
+        time.sleep(1.2)
+        assert (
+            env.client.get("/v3/auth/catalog", headers={"X-Auth-Token": token}).status_code == 401
+        )
+    finally:
+        env.app.extensions["cirrus.db"].dispose()
