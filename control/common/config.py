@@ -10,10 +10,26 @@ from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 DEFAULT_CONFIG_DIR = "/etc/cirrus"
+
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _to_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(value)
 
 
 class ConfigError(Exception):
@@ -47,46 +63,34 @@ class Config:
     def get_optional(self, section: str, option: str) -> str | None:
         return self._raw(section, option)
 
-    def get_int(self, section: str, option: str, default: int | None = None) -> int:
+    def _typed(
+        self,
+        section: str,
+        option: str,
+        default: T | None,
+        convert: Callable[[str], T],
+        expected: str,
+    ) -> T:
         value = self._raw(section, option)
         if value is None:
             if default is None:
                 raise ConfigError(f"{self.source}: [{section}] {option} is required but not set")
             return default
         try:
-            return int(value)
+            return convert(value)
         except ValueError:
             raise ConfigError(
-                f"{self.source}: [{section}] {option} must be a whole number, got {value!r}"
+                f"{self.source}: [{section}] {option} must be {expected}, got {value!r}"
             ) from None
+
+    def get_int(self, section: str, option: str, default: int | None = None) -> int:
+        return self._typed(section, option, default, int, "a whole number")
 
     def get_float(self, section: str, option: str, default: float | None = None) -> float:
-        value = self._raw(section, option)
-        if value is None:
-            if default is None:
-                raise ConfigError(f"{self.source}: [{section}] {option} is required but not set")
-            return default
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(
-                f"{self.source}: [{section}] {option} must be a number, got {value!r}"
-            ) from None
+        return self._typed(section, option, default, float, "a number")
 
     def get_bool(self, section: str, option: str, default: bool | None = None) -> bool:
-        value = self._raw(section, option)
-        if value is None:
-            if default is None:
-                raise ConfigError(f"{self.source}: [{section}] {option} is required but not set")
-            return default
-        lowered = value.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(
-            f"{self.source}: [{section}] {option} must be true or false, got {value!r}"
-        )
+        return self._typed(section, option, default, _to_bool, "true or false")
 
     def get_list(self, section: str, option: str, default: list[str] | None = None) -> list[str]:
         value = self._raw(section, option)
