@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.fixtures.mariadb",
     "tests.fixtures.rabbitmq",
     "tests.fixtures.identity_server",
+    "tests.fixtures.image_server",
 ]

@@ -9,6 +9,7 @@ PACKAGES=(
   rabbitmq-server                 # private brokers for the RPC tests
   python3-venv python3-dev gcc    # the project's virtual environment
   procps iproute2                 # ps, ip: used by tests and the lab
+  qemu-utils                      # qemu-img: the image service inspects every upload
 )
 
 missing=()

@@ -36,6 +36,11 @@ def public(view: F) -> F:
     return view
 
 
+def no_content() -> Response:
+    """204 with no body (deletes, grants, uploads)."""
+    return Response(status=204)
+
+
 def error_response(error: errors.APIError) -> Response:
     response = jsonify(error.to_dict())
     response.status_code = error.code

@@ -81,6 +81,7 @@ def create_app(conf: config_mod.Config | None = None) -> Flask:
         ):
             provider.cache.clear()
         return response
+
     db.init_app(app, database)
     policy.init_app(app, policy.Enforcer(policies.RULES, conf.get_optional("policy", "file")))
     return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from control.common import db
 from control.identity import models, passwords
 
 ROLE_NAMES = ("admin", "member", "reader", "service")
@@ -125,7 +126,7 @@ def bootstrap(sess: Session, options: BootstrapOptions) -> BootstrapResult:
             name=options.admin_username,
             domain_id=domain.id,
             password_hash=passwords.hash_password(options.admin_password, options.password_rounds),
-            password_created_at=models.utcnow(),
+            password_created_at=db.utcnow(),
             default_project_id=project.id,
             enabled=True,
         )
@@ -136,7 +137,7 @@ def bootstrap(sess: Session, options: BootstrapOptions) -> BootstrapResult:
         user.password_hash = passwords.hash_password(
             options.admin_password, options.password_rounds
         )
-        user.password_created_at = models.utcnow()
+        user.password_created_at = db.utcnow()
         result.changed.append(f"user {options.admin_username} password")
     if not user.enabled:
         user.enabled = True

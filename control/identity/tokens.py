@@ -35,7 +35,7 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from control.common import errors
+from control.common import db, errors
 from control.common.context import RequestContext
 from control.identity import models, render, service_catalog
 from control.identity.fernet import KeyRepository
@@ -178,7 +178,7 @@ class TokenProvider:
         domain_id: str | None = None,
         parent: TokenData | None = None,
     ) -> tuple[str, TokenData]:
-        now = models.utcnow()
+        now = db.utcnow()
         if parent is not None:
             expires = parent.expires_at
             audit_ids = [new_audit_id(), parent.audit_ids[-1] if parent.audit_ids else ""]
@@ -195,7 +195,7 @@ class TokenProvider:
             data = TokenData.decode(self.keys.decrypt(token.encode()))
         except (InvalidToken, ValueError, TypeError, UnicodeError):
             raise errors.Unauthorized(INVALID) from None
-        if data.expires_at <= models.utcnow():
+        if data.expires_at <= db.utcnow():
             raise errors.Unauthorized(INVALID)
         return data
 
@@ -310,19 +310,17 @@ def _load(sess: Session, data: TokenData) -> ValidatedToken:
 def revoke_token(sess: Session, data: TokenData) -> None:
     """Revoke one token (and the tokens rescoped from it) by its audit id."""
     sess.add(
-        models.RevocationEvent(
-            audit_id=data.audit_ids[0], issued_before=models.utcnow(), user_id=None
-        )
+        models.RevocationEvent(audit_id=data.audit_ids[0], issued_before=db.utcnow(), user_id=None)
     )
 
 
 def revoke_user(sess: Session, user_id: str) -> None:
     """Revoke every token of a user issued until now (password change, disable, delete)."""
-    sess.add(models.RevocationEvent(user_id=user_id, issued_before=models.utcnow()))
+    sess.add(models.RevocationEvent(user_id=user_id, issued_before=db.utcnow()))
 
 
 def revoke_project(sess: Session, project_id: str) -> None:
-    sess.add(models.RevocationEvent(project_id=project_id, issued_before=models.utcnow()))
+    sess.add(models.RevocationEvent(project_id=project_id, issued_before=db.utcnow()))
 
 
 def body(sess: Session, validated: ValidatedToken, include_catalog: bool = True) -> dict[str, Any]:

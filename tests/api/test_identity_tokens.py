@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from control.identity import models
+from control.common import db
 from control.identity.fernet import KeyRepository
 from control.identity.tokens import TokenData, new_audit_id
 from tests.api.identity_env import IdentityEnv, build
@@ -174,7 +174,7 @@ def test_expired_token_is_401(identity: IdentityEnv) -> None:
         "/v3/auth/tokens",
         headers={"X-Auth-Token": identity.admin_token, "X-Subject-Token": identity.admin_token},
     ).get_json()["token"]
-    now = models.utcnow()
+    now = db.utcnow()
     expired = TokenData(
         admin["user"]["id"],
         ["password"],

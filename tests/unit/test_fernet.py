@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import InvalidToken
 
-from control.common import errors
-from control.identity import models
+from control.common import db, errors
 from control.identity.fernet import KeyRepository, KeyRepositoryError
 from control.identity.tokens import TokenData, TokenProvider
 
@@ -68,8 +67,8 @@ def test_token_round_trip_and_expiry(tmp_path: Path) -> None:
         ["password"],
         None,
         None,
-        models.utcnow() - timedelta(hours=2),
-        models.utcnow() - timedelta(hours=1),
+        db.utcnow() - timedelta(hours=2),
+        db.utcnow() - timedelta(hours=1),
         ["a"],
     )
     with pytest.raises(errors.Unauthorized):

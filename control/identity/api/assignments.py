@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from control.common import db, errors, policy
+from control.common.app import no_content
 from control.identity import models, render
 from control.identity.api import common
 
@@ -64,7 +65,7 @@ def create_grant(targets: str, target_id: str, user_id: str, role_id: str) -> Re
     if sess.get(models.RoleAssignment, _key(kind, target_id, user.id, role.id)) is None:
         sess.add(_assignment(kind, target_id, user.id, role.id))
         db.commit()
-    return common.no_content()
+    return no_content()
 
 
 @bp.get(f"/{_TARGETS}/users/<user_id>/roles/<role_id>")
@@ -74,7 +75,7 @@ def check_grant(targets: str, target_id: str, user_id: str, role_id: str) -> Res
     policy.enforce("identity:check_grant", target)
     if db.session().get(models.RoleAssignment, _key(kind, target_id, user.id, role.id)) is None:
         raise _no_grant(kind, target_id, user.id, role.id)
-    return common.no_content()
+    return no_content()
 
 
 @bp.delete(f"/{_TARGETS}/users/<user_id>/roles/<role_id>")
@@ -87,7 +88,7 @@ def revoke_grant(targets: str, target_id: str, user_id: str, role_id: str) -> Re
         raise _no_grant(kind, target_id, user.id, role.id)
     sess.delete(row)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 def _no_grant(kind: str, target_id: str, user_id: str, role_id: str) -> errors.NotFound:

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from control.common import db, errors, policy, validation
+from control.common.app import no_content
 from control.identity import models, render
 from control.identity.api import common
 
@@ -140,7 +141,7 @@ def delete_region(region_id: str) -> Response:
         )
     sess.delete(region)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 # Services.
@@ -210,7 +211,7 @@ def delete_service(service_id: str) -> Response:
     sess.execute(delete(models.Endpoint).where(models.Endpoint.service_id == service.id))
     sess.delete(service)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 # Endpoints.
@@ -312,4 +313,4 @@ def delete_endpoint(endpoint_id: str) -> Response:
     policy.enforce("identity:delete_endpoint", {"endpoint_id": endpoint.id})
     sess.delete(endpoint)
     db.commit()
-    return common.no_content()
+    return no_content()

@@ -120,7 +120,3 @@ def respond(key: str, body: Any, status: int = 200) -> Response:
 def listing(key: str, items: list[dict[str, Any]], path: str) -> Response:
     """``{key: [...], "links": {"self", "previous", "next"}}``; nothing is paginated."""
     return jsonify({key: items, "links": render.collection_links(path)})
-
-
-def no_content() -> Response:
-    return Response(status=204)

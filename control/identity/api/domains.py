@@ -13,6 +13,7 @@ from flask import Blueprint, Response
 from sqlalchemy import delete, or_, select
 
 from control.common import db, errors, policy, validation
+from control.common.app import no_content
 from control.identity import models, render, tokens
 from control.identity.api import common
 
@@ -129,4 +130,4 @@ def delete_domain(domain_id: str) -> Response:
     sess.execute(delete(models.User).where(models.User.domain_id == domain.id))
     sess.delete(domain)
     db.commit()
-    return common.no_content()
+    return no_content()

@@ -15,6 +15,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from control.common import db, errors, policy, validation
+from control.common.app import no_content
 from control.identity import models, render, tokens
 from control.identity.api import common
 
@@ -191,4 +192,4 @@ def delete_project(project_id: str) -> Response:
     tokens.revoke_project(sess, project.id)
     sess.delete(project)
     db.commit()
-    return common.no_content()
+    return no_content()

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import delete, or_, select
 
 from control.common import db, errors, policy, validation
+from control.common.app import no_content
 from control.identity import models, render, tokens
 from control.identity.api import common
 
@@ -103,7 +104,7 @@ def delete_role(role_id: str) -> Response:
     )
     sess.delete(role)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 # Implied roles.
@@ -167,7 +168,7 @@ def get_implied_role(prior_role_id: str, implied_role_id: str) -> Response:
     policy.enforce(rule, {"role_id": prior.id})
     if db.session().get(models.ImpliedRole, (prior.id, implied.id)) is None:
         raise errors.NotFound(f"Role {prior.id} does not imply role {implied.id}.")
-    return common.no_content() if head else _pair_body(prior, implied, 200)
+    return no_content() if head else _pair_body(prior, implied, 200)
 
 
 @bp.put("/roles/<prior_role_id>/implies/<implied_role_id>")
@@ -198,7 +199,7 @@ def delete_implied_role(prior_role_id: str, implied_role_id: str) -> Response:
         raise errors.NotFound(f"Role {prior.id} does not imply role {implied.id}.")
     sess.delete(row)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 @bp.get("/role_inferences")

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from control.common import db, errors, policy, validation
+from control.common.app import no_content
 from control.common.config import Config
 from control.identity import models, passwords, render, tokens
 from control.identity.api import common
@@ -95,7 +96,7 @@ def _hash(password: str) -> str:
 
 def _set_password(user: models.User, password: str | None) -> None:
     user.password_hash = _hash(password) if password is not None else None
-    user.password_created_at = models.utcnow() if password is not None else None
+    user.password_created_at = db.utcnow() if password is not None else None
 
 
 def _check_default_project(sess: Session, project_id: str | None) -> None:
@@ -199,7 +200,7 @@ def delete_user(user_id: str) -> Response:
     tokens.revoke_user(sess, user.id)
     sess.delete(user)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 @bp.post("/users/<user_id>/password")
@@ -220,7 +221,7 @@ def change_password(user_id: str) -> Response:
     _set_password(user, body["password"])
     tokens.revoke_user(sess, user.id)
     db.commit()
-    return common.no_content()
+    return no_content()
 
 
 @bp.get("/users/<user_id>/projects")

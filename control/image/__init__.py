@@ -1,0 +1,1 @@
+"""The image service (Glance v2 compatible), port 9292."""

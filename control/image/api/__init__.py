@@ -1,0 +1,1 @@
+"""The image API blueprints: one module per resource family, sharing ``common``."""
