@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all deploy test test-fast lint unit api integration conformance bench deps venv clean
+.PHONY: all deploy test test-fast lint bench deps venv clean lab-up lab-down test-lab
 
 all: test
 
@@ -39,6 +39,24 @@ deploy:
 	@echo "The Ansible deploy does not exist yet (it arrives with the lab and playbooks, issue 3)."
 	@echo "Today Cirrus runs from its tests: 'make test' starts MariaDB, RabbitMQ and the identity API."
 	@exit 2
+
+LAB_INVENTORY ?= inventory/lab.yml
+
+## The lab (docs/lab.md). LAB_INVENTORY picks the hosts; LAB_NODES="controller=1 compute=3 storage=1"
+## writes .lab/lab-custom.yml and boots that.
+lab-up: venv
+ifdef LAB_NODES
+	$(BIN)/python lab/make-inventory.py $(LAB_NODES) --output .lab/lab-custom.yml
+	$(BIN)/ansible-playbook -i .lab/lab-custom.yml playbooks/lab-up.yml
+else
+	$(BIN)/ansible-playbook -i $(LAB_INVENTORY) playbooks/lab-up.yml
+endif
+
+lab-down: venv
+	$(BIN)/ansible-playbook playbooks/lab-down.yml
+
+test-lab: venv
+	$(BIN)/python -m pytest tests/lab -m lab
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
