@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check control agents tests bench
+	$(BIN)/ruff check control agents tests bench lab tools
 	$(BIN)/mypy control agents
 
 ## The whole suite, as CI runs it: lint, unit, API, integration and conformance tests.
