@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all deploy test test-fast lint bench deps venv clean lab-up lab-down test-lab
+.PHONY: all deploy test test-fast test-molecule lint bench deps venv clean lab-up lab-down test-lab
 
 all: test
 
@@ -18,15 +18,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+venv: deps $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check control agents tests bench lab tools
+	$(BIN)/ruff check control agents tests bench lab tools library roles playbooks/files
 	$(BIN)/mypy control agents
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
 
-## The whole suite, as CI runs it: lint, unit, API, integration and conformance tests.
+## The whole suite, as CI runs it: lint; unit, API, integration (RabbitMQ, libvirt), conformance
+## and lab tests; then the Molecule scenarios on lab nodes (deploy, idempotence, verify).
 test: deps venv lint
 	$(BIN)/python -m pytest tests
+	$(MAKE) test-molecule
+
+## Molecule on lab nodes (root): default (site.yml, idempotence, CLI verify), mariadb, rabbitmq.
+test-molecule: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test --all
 
 ## The fast loop: unit and API tests only.
 test-fast: venv
@@ -35,10 +42,11 @@ test-fast: venv
 bench: deps venv
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-deploy:
-	@echo "The Ansible deploy does not exist yet (it arrives with the lab and playbooks, issue 3)."
-	@echo "Today Cirrus runs from its tests: 'make test' starts MariaDB, RabbitMQ and the identity API."
-	@exit 2
+DEPLOY_INVENTORY = $(if $(LAB_NODES),.lab/lab-custom.yml,$(LAB_INVENTORY))
+
+## Deploy Cirrus onto lab nodes; ends by printing how to use it (docs/deploy.md).
+deploy: lab-up
+	$(BIN)/ansible-playbook -i $(DEPLOY_INVENTORY) playbooks/site.yml
 
 LAB_INVENTORY ?= inventory/lab.yml
 

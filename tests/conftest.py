@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.rabbitmq",
     "tests.fixtures.identity_server",
     "tests.fixtures.image_server",
+    "tests.fixtures.compute_server",
 ]

@@ -10,6 +10,8 @@ PACKAGES=(
   python3-venv python3-dev gcc    # the project's virtual environment
   procps iproute2                 # ps, ip: used by tests and the lab
   qemu-utils                      # qemu-img: the image service inspects every upload
+  libvirt-daemon-system libvirt-clients qemu-system-x86   # the libvirt driver's real guests
+  libvirt-dev pkg-config          # to build the libvirt-python binding
 )
 
 missing=()

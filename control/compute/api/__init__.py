@@ -1,0 +1,1 @@
+"""Blueprints of the compute API, one per resource family."""

@@ -1,0 +1,1 @@
+"""The scheduler: picks a host for a server and claims its resources atomically."""
