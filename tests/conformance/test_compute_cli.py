@@ -20,8 +20,9 @@ import openstack.config
 import pytest
 
 from tests.fixtures.compute_server import ComputeServer
-from tests.fixtures.identity_server import CLOUD, IdentityServer, venv_bin
+from tests.fixtures.identity_server import CLOUD, IdentityServer
 from tests.fixtures.image_server import ImageServer
+from tests.fixtures.processes import venv_bin
 
 pytestmark = [pytest.mark.conformance, pytest.mark.mariadb, pytest.mark.rabbitmq]
 

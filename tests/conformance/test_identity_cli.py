@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures.identity_server import CLOUD, IdentityServer, venv_bin
+from tests.fixtures.identity_server import CLOUD, IdentityServer
+from tests.fixtures.processes import venv_bin
 
 pytestmark = [pytest.mark.conformance, pytest.mark.mariadb]
 

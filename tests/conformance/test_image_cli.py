@@ -21,8 +21,9 @@ import openstack
 import openstack.config
 import pytest
 
-from tests.fixtures.identity_server import CLOUD, IdentityServer, venv_bin
+from tests.fixtures.identity_server import CLOUD, IdentityServer
 from tests.fixtures.image_server import Account, IdentityAdmin, ImageServer
+from tests.fixtures.processes import venv_bin
 
 pytestmark = [pytest.mark.conformance, pytest.mark.mariadb]
 

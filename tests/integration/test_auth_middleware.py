@@ -18,7 +18,8 @@ from flask.testing import FlaskClient
 from control.common import config
 from control.common.app import context, make_app
 from control.common.auth import TokenValidator, www_authenticate
-from tests.fixtures.identity_server import IdentityServer, free_port
+from tests.fixtures.identity_server import IdentityServer
+from tests.fixtures.processes import free_port
 
 pytestmark = pytest.mark.mariadb
 

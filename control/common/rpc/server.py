@@ -177,9 +177,10 @@ class RPCServer:
         channel = connection.channel()
         channel.basic_qos(prefetch_count=self.executor_threads)
         channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
-        channel.queue_declare(queue=self.topic, durable=True)
-        channel.queue_bind(queue=self.topic, exchange=exchange, routing_key=self.topic)
-        queues = [self.topic]
+        topic_queue = self.transport.queue_name(self.topic)
+        channel.queue_declare(queue=topic_queue, durable=True)
+        channel.queue_bind(queue=topic_queue, exchange=exchange, routing_key=self.topic)
+        queues = [topic_queue]
         if self.fanout:
             fanout_exchange = self.transport.fanout_exchange(self.fanout)
             channel.exchange_declare(exchange=fanout_exchange, exchange_type="fanout", durable=True)

@@ -89,14 +89,15 @@ class Session:
             channel.exchange_declare(exchange=name, exchange_type=kind, durable=True)
             self._declared.add(("exchange", name))
 
-    def declare_topic_queue(self, channel: Any, queue: str) -> None:
+    def declare_topic_queue(self, channel: Any, topic: str) -> None:
         """The durable queue a topic's servers consume, bound to the topic exchange."""
-        if ("queue", queue) not in self._declared:
+        if ("queue", topic) not in self._declared:
             exchange = self.transport.exchange
+            queue = self.transport.queue_name(topic)
             self.declare_exchange(channel, exchange, "topic")
             channel.queue_declare(queue=queue, durable=True)
-            channel.queue_bind(queue=queue, exchange=exchange, routing_key=queue)
-            self._declared.add(("queue", queue))
+            channel.queue_bind(queue=queue, exchange=exchange, routing_key=topic)
+            self._declared.add(("queue", topic))
 
     # -- call --------------------------------------------------------------------------------
 

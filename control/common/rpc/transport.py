@@ -29,6 +29,9 @@ LOG = logging.getLogger("cirrus.rpc")
 MAX_IDLE_SESSIONS = 16
 
 
+
+DEFAULT_EXCHANGE = "cirrus"
+
 class Backoff:
     """Exponential back-off, capped, with "equal jitter": half fixed, half random."""
 
@@ -54,7 +57,9 @@ class Transport:
     One Transport may be shared by any number of clients and threads; create it after forking.
     """
 
-    def __init__(self, url: str, exchange: str = "cirrus", connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, exchange: str = DEFAULT_EXCHANGE, connect_timeout: float = 5.0
+    ) -> None:
         self.url = url
         self.exchange = exchange
         self.connect_timeout = connect_timeout
@@ -68,6 +73,12 @@ class Transport:
         # A pooled connection idle for longer than this is probed before reuse, so one the broker
         # dropped for missed heartbeats is replaced quietly instead of failing a publish.
         self.idle_check_after = min(10.0, heartbeat / 2) if heartbeat else 10.0
+
+    def queue_name(self, topic: str) -> str:
+        """The durable queue serving ``topic``: the topic itself on the default exchange (the
+        queue names operators see: ``scheduler``, ``compute.host1``), prefixed by the exchange on
+        any other, so that two deployments sharing a broker never consume each other's queue."""
+        return topic if self.exchange == DEFAULT_EXCHANGE else f"{self.exchange}.{topic}"
 
     def fanout_exchange(self, name: str) -> str:
         return f"{self.exchange}.fanout.{name}"
