@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import signal
 import socket
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +40,7 @@ from agents.compute.imagecache import ImageCache
 from agents.compute.manager import ComputeManager
 from agents.compute.rpcapi import topic
 from control.common import config as config_mod
-from control.common import log, rpc
+from control.common import rpc, service
 from control.compute import catalog
 from control.conductor.rpcapi import ConductorAPI
 
@@ -130,23 +128,8 @@ def build(conf: config_mod.Config, driver: ComputeDriver | None = None) -> Agent
     return Agent(manager, server, transport)
 
 
-def run_until_signalled(start: Any, stop: Any) -> int:
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
-    start()
-    done.wait()
-    stop()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = args[args.index("--config-file") + 1] if "--config-file" in args else None
-    conf = config_mod.load(SERVICE, path, required=path is not None)
-    log.setup(conf.get("DEFAULT", "log_level", "INFO"))
-    agent = build(conf)
-    return run_until_signalled(agent.start, agent.stop)
+    return service.run(SERVICE, argv, build, __doc__ or "", prog="cirrus-compute-agent")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from agents.compute.service import run_until_signalled
 from control.common import config as config_mod
-from control.common import db, log, rpc
+from control.common import db, rpc, service
 from control.compute import services
 from control.conductor.manager import ConductorManager
 from control.conductor.rpcapi import TOPIC
@@ -93,12 +92,7 @@ def build(conf: config_mod.Config) -> Conductor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = args[args.index("--config-file") + 1] if "--config-file" in args else None
-    conf = config_mod.load(CONFIG, path, required=path is not None)
-    log.setup(conf.get("DEFAULT", "log_level", "INFO"))
-    conductor = build(conf)
-    return run_until_signalled(conductor.start, conductor.stop)
+    return service.run(CONFIG, argv, build, __doc__ or "", prog="cirrus-conductor")
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from agents.compute.service import run_until_signalled
 from control.common import config as config_mod
-from control.common import db, log, rpc
+from control.common import db, rpc, service
 from control.compute import claims, services
 from control.scheduler.manager import SchedulerManager
 from control.scheduler.rpcapi import TOPIC
@@ -94,12 +93,7 @@ def build(conf: config_mod.Config) -> Scheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = args[args.index("--config-file") + 1] if "--config-file" in args else None
-    conf = config_mod.load(CONFIG, path, required=path is not None)
-    log.setup(conf.get("DEFAULT", "log_level", "INFO"))
-    scheduler = build(conf)
-    return run_until_signalled(scheduler.start, scheduler.stop)
+    return service.run(CONFIG, argv, build, __doc__ or "", prog="cirrus-scheduler")
 
 
 if __name__ == "__main__":
