@@ -4,7 +4,9 @@ configuration from the command line, and running until SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -28,12 +30,31 @@ def load_config(
     return conf
 
 
+def notify_ready() -> bool:
+    """Tell systemd the process is ready (``Type=notify`` units), when started by it.
+
+    Sends ``READY=1`` to ``$NOTIFY_SOCKET`` (sd_notify's protocol: one datagram; a name starting
+    with ``@`` is in the abstract namespace). Returns whether a notification was sent."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.connect(address)
+        sock.sendall(b"READY=1")
+    return True
+
+
 def run_until_signalled(start: Callable[[], None], stop: Callable[[], None]) -> int:
-    """Start, wait for SIGTERM or SIGINT, stop cleanly; the exit status."""
+    """Start, tell systemd it is ready, wait for SIGTERM or SIGINT, stop cleanly; the exit
+    status. ``start()`` returns once the process serves (connected to the broker), so a
+    ``Type=notify`` unit is started only when it really is."""
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
     start()
+    notify_ready()
     done.wait()
     stop()
     return 0

@@ -1,6 +1,9 @@
 """``cirrus-manage identity bootstrap``: the default domain, the admin user and project, the roles
 ``admin`` > ``member`` > ``reader`` (and ``service``), and the identity entries of the catalog.
 
+``cirrus-manage identity register-service``: another service's catalog entry and endpoints, and
+its service user (a ``service`` role on the ``service`` project), as a deploy registers them.
+
 Safe to run again: what exists is kept, what differs is brought in line, and nothing is written
 when everything already matches.
 """
@@ -85,6 +88,74 @@ def ensure_endpoint(
     return service
 
 
+def _project(
+    sess: Session, domain_id: str, name: str, description: str, result: BootstrapResult
+) -> models.Project:
+    project = sess.scalar(
+        select(models.Project).where(
+            models.Project.domain_id == domain_id, models.Project.name == name
+        )
+    )
+    if project is None:
+        project = models.Project(name=name, domain_id=domain_id, description=description)
+        sess.add(project)
+        sess.flush()
+        result.changed.append(f"project {name}")
+    return project
+
+
+def _user(
+    sess: Session,
+    project: models.Project,
+    name: str,
+    password: str,
+    rounds: int,
+    result: BootstrapResult,
+) -> models.User:
+    """The user, created or with its password and enabled flag brought in line."""
+    user = sess.scalar(
+        select(models.User).where(
+            models.User.domain_id == project.domain_id, models.User.name == name
+        )
+    )
+    if user is None:
+        user = models.User(
+            name=name,
+            domain_id=project.domain_id,
+            password_hash=passwords.hash_password(password, rounds),
+            password_created_at=db.utcnow(),
+            default_project_id=project.id,
+            enabled=True,
+        )
+        sess.add(user)
+        sess.flush()
+        result.changed.append(f"user {name}")
+    elif not passwords.check_password(password, user.password_hash):
+        user.password_hash = passwords.hash_password(password, rounds)
+        user.password_created_at = db.utcnow()
+        result.changed.append(f"user {name} password")
+    if not user.enabled:
+        user.enabled = True
+        result.changed.append(f"user {name} enabled")
+    return user
+
+
+def _assign(
+    sess: Session,
+    user: models.User,
+    project: models.Project,
+    role: models.Role,
+    result: BootstrapResult,
+) -> None:
+    if sess.get(models.RoleAssignment, (user.id, "project", project.id, role.id)) is None:
+        sess.add(
+            models.RoleAssignment(
+                user_id=user.id, target_type="project", target_id=project.id, role_id=role.id
+            )
+        )
+        result.changed.append(f"{role.name} role of {user.name} on project {project.name}")
+
+
 def bootstrap(sess: Session, options: BootstrapOptions) -> BootstrapResult:
     result = BootstrapResult()
     domain = sess.get(models.Domain, models.DEFAULT_DOMAIN_ID)
@@ -103,60 +174,63 @@ def bootstrap(sess: Session, options: BootstrapOptions) -> BootstrapResult:
             sess.add(models.ImpliedRole(prior_role_id=key[0], implied_role_id=key[1]))
             result.changed.append(f"{prior} implies {implied}")
 
-    project = sess.scalar(
-        select(models.Project).where(
-            models.Project.domain_id == domain.id, models.Project.name == options.project_name
-        )
+    project = _project(sess, domain.id, options.project_name, "Bootstrap project", result)
+    user = _user(
+        sess,
+        project,
+        options.admin_username,
+        options.admin_password,
+        options.password_rounds,
+        result,
     )
-    if project is None:
-        project = models.Project(
-            name=options.project_name, domain_id=domain.id, description="Bootstrap project"
-        )
-        sess.add(project)
-        sess.flush()
-        result.changed.append(f"project {options.project_name}")
-
-    user = sess.scalar(
-        select(models.User).where(
-            models.User.domain_id == domain.id, models.User.name == options.admin_username
-        )
-    )
-    if user is None:
-        user = models.User(
-            name=options.admin_username,
-            domain_id=domain.id,
-            password_hash=passwords.hash_password(options.admin_password, options.password_rounds),
-            password_created_at=db.utcnow(),
-            default_project_id=project.id,
-            enabled=True,
-        )
-        sess.add(user)
-        sess.flush()
-        result.changed.append(f"user {options.admin_username}")
-    elif not passwords.check_password(options.admin_password, user.password_hash):
-        user.password_hash = passwords.hash_password(
-            options.admin_password, options.password_rounds
-        )
-        user.password_created_at = db.utcnow()
-        result.changed.append(f"user {options.admin_username} password")
-    if not user.enabled:
-        user.enabled = True
-        result.changed.append(f"user {options.admin_username} enabled")
-
-    assignment_key = (user.id, "project", project.id, roles["admin"].id)
-    if sess.get(models.RoleAssignment, assignment_key) is None:
-        sess.add(
-            models.RoleAssignment(
-                user_id=user.id,
-                target_type="project",
-                target_id=project.id,
-                role_id=roles["admin"].id,
-            )
-        )
-        result.changed.append(f"admin role on project {options.project_name}")
-
+    _assign(sess, user, project, roles["admin"], result)
     if options.identity_endpoints:
         ensure_endpoint(
             sess, "identity", "keystone", options.region_id, options.identity_endpoints, result
         )
+    return result
+
+
+@dataclass
+class ServiceOptions:
+    service_type: str
+    service_name: str
+    region_id: str
+    endpoints: dict[str, str]
+    username: str = ""
+    password: str = ""
+    project_name: str = "service"
+    role_name: str = "service"
+    password_rounds: int = passwords.MIN_ROUNDS
+
+
+def register_service(sess: Session, options: ServiceOptions) -> BootstrapResult:
+    """Catalog entry and endpoints of a service, and its user with ``role_name`` on
+    ``project_name`` (created when missing; the password is brought in line). Needs a
+    bootstrapped identity (the default domain and the roles)."""
+    result = BootstrapResult()
+    if sess.get(models.Domain, models.DEFAULT_DOMAIN_ID) is None:
+        raise LookupError(
+            "the default domain does not exist: run `cirrus-manage identity bootstrap`"
+        )
+    ensure_endpoint(
+        sess,
+        options.service_type,
+        options.service_name,
+        options.region_id,
+        options.endpoints,
+        result,
+    )
+    if not options.username:
+        return result
+    role = sess.scalar(select(models.Role).where(models.Role.name == options.role_name))
+    if role is None:
+        raise LookupError(
+            f"role {options.role_name!r} does not exist: run `cirrus-manage identity bootstrap`"
+        )
+    project = _project(
+        sess, models.DEFAULT_DOMAIN_ID, options.project_name, "Service users' project", result
+    )
+    user = _user(sess, project, options.username, options.password, options.password_rounds, result)
+    _assign(sess, user, project, role, result)
     return result

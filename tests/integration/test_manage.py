@@ -88,6 +88,74 @@ def test_bootstrap_without_a_password_says_how_to_give_one(conf: Path) -> None:
     assert "--bootstrap-password-file" in result.stderr
 
 
+def test_register_service_creates_the_catalog_entry_and_service_user_once(conf: Path) -> None:
+    assert run(conf, "identity", "db-sync").returncode == 0
+    before = run(
+        conf,
+        "identity",
+        "register-service",
+        "--type",
+        "image",
+        "--name",
+        "glance",
+        "--public-url",
+        "http://ctl:9292",
+    )
+    assert before.returncode == 1
+    assert "run `cirrus-manage identity bootstrap`" in before.stderr
+    boot = {"CIRRUS_BOOTSTRAP_PASSWORD": secrets.token_urlsafe(12)}
+    assert run(conf, "identity", "bootstrap", env=boot).returncode == 0
+
+    password = secrets.token_urlsafe(12)
+    args = (
+        "identity",
+        "register-service",
+        "--type",
+        "image",
+        "--name",
+        "glance",
+        "--public-url",
+        "http://ctl:9292",
+        "--internal-url",
+        "http://ctl:9292",
+        "--username",
+        "glance",
+    )
+    first = run(conf, *args, env={"CIRRUS_SERVICE_PASSWORD": password})
+    assert first.returncode == 0, first.stderr
+    assert "service image" in first.stdout and "user glance" in first.stdout
+    assert "service role of glance on project service" in first.stdout
+    assert password not in first.stdout + first.stderr
+    again = run(conf, *args, env={"CIRRUS_SERVICE_PASSWORD": password})
+    assert again.stdout.strip() == "register-service image: nothing to change"
+    moved = run(
+        conf,
+        *args[:-6],
+        "--public-url",
+        "http://new:9292",
+        "--internal-url",
+        "http://ctl:9292",
+        "--username",
+        "glance",
+        env={"CIRRUS_SERVICE_PASSWORD": password},
+    )
+    assert "image public endpoint url" in moved.stdout
+
+    url = conf.read_text().split("connection = ")[1].split("\n")[0]
+    database = db.Database(url)
+    try:
+        with database.transaction() as sess:
+            user = sess.query(models.User).filter_by(name="glance").one()
+            assert passwords.check_password(password, user.password_hash)
+            endpoints = {(e.interface, e.url) for e in sess.query(models.Endpoint)}
+            assert ("public", "http://new:9292") in endpoints
+    finally:
+        database.dispose()
+
+    missing = run(conf, *args)
+    assert missing.returncode != 0 and "CIRRUS_SERVICE_PASSWORD" in missing.stderr
+
+
 def test_fernet_setup_and_rotate(conf: Path, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     assert run(conf, "identity", "fernet-setup").returncode == 0
