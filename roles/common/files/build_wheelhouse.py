@@ -19,7 +19,10 @@ project wheel (what the nodes compare to decide whether to reinstall and restart
 message on stderr when pip fails.
 
     build_wheelhouse.py --project DIR --cache DIR [--hash-source P ...] [--build-source P ...]
-                        [--keep N] [--pip-arg=ARG ...]
+                        [--keep N] [--pip-arg=ARG ...] [--extra=NAME ...]
+
+``--extra`` adds an optional-dependencies group of pyproject.toml (``libvirt`` for compute hosts;
+building it needs ``libvirt-dev`` and ``pkg-config`` on the deploy host) to the dependency wheels.
 """
 
 from __future__ import annotations
@@ -123,12 +126,20 @@ def prune(cache: Path, prefix: str, keep_name: str, keep: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def build_deps(project: Path, cache: Path, pip_args: list[str], keep: int) -> tuple[Path, bool]:
+def build_deps(
+    project: Path, cache: Path, pip_args: list[str], keep: int, extras: list[str]
+) -> tuple[Path, bool]:
     pyproject = project / "pyproject.toml"
     meta = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    dependencies = meta.get("project", {}).get("dependencies", [])
+    dependencies = list(meta.get("project", {}).get("dependencies", []))
+    optional = meta.get("project", {}).get("optional-dependencies", {})
+    for extra in extras:
+        if extra not in optional:
+            fail(f"{pyproject}: no optional dependencies named {extra!r} (common_wheelhouse_extras)")
+        dependencies += optional[extra]
     target = f"{sys.version_info.major}.{sys.version_info.minor}/{sysconfig.get_platform()}"
-    key = hashlib.sha256(pyproject.read_bytes() + target.encode()).hexdigest()[:16]
+    material = pyproject.read_bytes() + target.encode() + ",".join(sorted(extras)).encode()
+    key = hashlib.sha256(material).hexdigest()[:16]
     archive = cache / f"deps-{key}.tar"
     if archive.exists():
         return archive, False
@@ -189,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-source", action="append", default=[])
     parser.add_argument("--keep", type=int, default=3)
     parser.add_argument("--pip-arg", action="append", default=[])
+    parser.add_argument("--extra", action="append", default=[],
+                        help="optional dependencies to include (pyproject's extras)")
     args = parser.parse_args(argv)
 
     project = args.project.resolve()
@@ -198,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     hash_sources = args.hash_source or ["pyproject.toml"]
 
-    deps, deps_built = build_deps(project, cache, args.pip_arg, args.keep)
+    deps, deps_built = build_deps(project, cache, args.pip_arg, args.keep, args.extra)
     wheel, project_key, project_built = build_project(
         project, cache, hash_sources, args.build_source, args.pip_arg, args.keep
     )
