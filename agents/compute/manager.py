@@ -137,7 +137,9 @@ class ComputeManager:
         res = self.driver.get_available_resource()
         states: dict[str, int] = {}
         for uuid in self.driver.list_instances():
-            with contextlib.suppress(InstanceNotFound):
+            # A guest being defined or removed right now may not answer: it is left out of this
+            # heartbeat, which must never fail because of one guest.
+            with contextlib.suppress(InstanceNotFound, DriverError):
                 states[uuid] = int(self.driver.get_power_state(uuid))
         return self.conductor.service_heartbeat(
             self._admin(),
@@ -171,6 +173,9 @@ class ComputeManager:
                 power = self.driver.get_power_state(uuid) if uuid in present else None
             except InstanceNotFound:
                 power = None
+            except DriverError as exc:
+                LOG.info("server %s: power state unknown this time (%s)", uuid, exc)
+                continue
             if power == PowerState.RUNNING:
                 continue
             LOG.warning("server %s: the guest is not running any more: SHUTOFF", uuid)
