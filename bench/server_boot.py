@@ -36,10 +36,11 @@ READY = "CIRRUS-GUEST-READY"
 FLOOR_SCRIPT = r"""
 import json, re, shutil, subprocess, sys, tempfile, time, uuid
 server_uuid, runs = sys.argv[1], int(sys.argv[2])
-xml = subprocess.run(["virsh", "dumpxml", server_uuid], check=True, capture_output=True, text=True).stdout
+def run(*argv):
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+xml = run("virsh", "dumpxml", server_uuid)
 instance_dir = re.search(r"file='([^']+)/console.log'", xml).group(1)
-info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", instance_dir + "/disk"],
-                                 check=True, capture_output=True, text=True).stdout)
+info = json.loads(run("qemu-img", "info", "-U", "--output=json", instance_dir + "/disk"))
 base = info["backing-filename"]
 results = []
 for _ in range(runs):
@@ -50,8 +51,10 @@ for _ in range(runs):
     new = xml.replace(instance_dir, work)
     new_uuid = str(uuid.uuid4())
     new = re.sub(r"<uuid>[^<]*</uuid>", "<uuid>%s</uuid>" % new_uuid, new)
-    new = re.sub(r"<entry name='uuid'>[^<]*</entry>", "<entry name='uuid'>%s</entry>" % new_uuid, new)
-    new = re.sub(r"<name>[^<]*</name>", "<name>cirrus-floor-%s</name>" % uuid.uuid4().hex[:8], new, 1)
+    new = re.sub(r"<entry name='uuid'>[^<]*</entry>",
+                 "<entry name='uuid'>%s</entry>" % new_uuid, new)
+    new = re.sub(r"<name>[^<]*</name>",
+                 "<name>cirrus-floor-%s</name>" % uuid.uuid4().hex[:8], new, 1)
     new = re.sub(r"<entry name='serial'>[^<]*</entry>", "", new)
     # Without Cirrus's metadata the agent ignores the domain (it is not a server's).
     new = re.sub(r"<metadata>.*?</metadata>", "", new, flags=re.S)
@@ -143,7 +146,13 @@ class Cloud:
 
 
 def node_address(inventory: Path, host: str) -> str | None:
-    inventory_cmd = [str(REPO / ".venv/bin/ansible-inventory"), "-i", str(inventory), "--host", host]
+    inventory_cmd = [
+        str(REPO / ".venv/bin/ansible-inventory"),
+        "-i",
+        str(inventory),
+        "--host",
+        host,
+    ]
     result = subprocess.run(inventory_cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return None
@@ -154,9 +163,22 @@ def node_address(inventory: Path, host: str) -> str | None:
 def floor(address: str, server_id: str, runs: int) -> list[dict[str, Any]]:
     key = REPO / ".lab/ssh/id_ed25519"
     command = [
-        "ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"root@{address}",
-        "python3", "-", server_id, str(runs),
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        f"root@{address}",
+        "python3",
+        "-",
+        server_id,
+        str(runs),
     ]
     result = subprocess.run(
         command, input=FLOOR_SCRIPT, capture_output=True, text=True, check=False, timeout=600
@@ -202,7 +224,10 @@ def bench(args: argparse.Namespace) -> None:
             print(f"floor on {host}, to console line:  {fmt(floor_ready)}")
             if floor_active and active:
                 ratio = statistics.median(active) / statistics.median(floor_active)
-                print(f"API-to-ACTIVE p50 / virsh create p50: {ratio:.1f}x (target <= 2.5x, p50 <= 2 s)")
+                print(
+                    f"API-to-ACTIVE p50 / virsh create p50: {ratio:.1f}x "
+                    "(target <= 2.5x, p50 <= 2 s)"
+                )
         cloud.delete(created)
         created.clear()
 
