@@ -56,6 +56,7 @@ RULES: dict[str, str] = {
     "os_compute_api:servers:reboot": _MEMBER,
     "os_compute_api:os-console-output": _MEMBER,
     "os_compute_api:server-metadata:index": _READER,
+    "os_compute_api:os-security-groups:list": _READER,
     "os_compute_api:server-metadata:show": _READER,
     "os_compute_api:server-metadata:create": _MEMBER,
     "os_compute_api:server-metadata:update": _MEMBER,

@@ -357,3 +357,16 @@ def test_services_hypervisors_and_zones(env: ComputeEnv, tiny: str) -> None:
         env.delete(f"/servers/{ident}")
     for ident in ids:
         env.wait_gone(ident)
+
+
+def test_security_groups_of_a_server_without_ports(env: ComputeEnv, tiny: str) -> None:
+    """openstack.cloud's server module reads them; servers have no port yet, so no group."""
+    server = env.boot("sg-list", tiny)["id"]
+    listed = env.get(f"/servers/{server}/os-security-groups")
+    assert listed.status_code == 200
+    assert listed.get_json() == {"security_groups": []}
+    assert env.get(f"/servers/{server}/os-security-groups", "b").status_code == 404
+    assert (
+        env.get("/servers/00000000-0000-4000-8000-000000000000/os-security-groups").status_code
+        == 404
+    )

@@ -794,6 +794,16 @@ def _set_metadata(instance: models.Instance, values: dict[str, str], replace: bo
             instance.metadata_items.append(models.InstanceMetadata(key=key, value=value))
 
 
+@bp.get("/servers/<server_id>/os-security-groups")
+def security_groups(server_id: str) -> Response:
+    """Nova's proxy listing of the server's security groups (the openstack.cloud ``server``
+    module reads it). The groups are its ports'; servers have no port until the network service
+    exists, so the list is empty."""
+    instance = find(server_id)
+    policy.enforce("os_compute_api:os-security-groups:list", target(instance))
+    return common.respond({"security_groups": []})
+
+
 @bp.get("/servers/<server_id>/metadata")
 def metadata_index(server_id: str) -> Response:
     instance = find(server_id)
