@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.identity_server",
     "tests.fixtures.image_server",
     "tests.fixtures.compute_server",
+    "tests.fixtures.network_server",
 ]

@@ -1,20 +1,43 @@
 """The one family of API errors. Every service raises these; one handler renders them as
-``{"error": {"code", "title", "message"}}``."""
+``{"error": {"code", "title", "message"}}``, or in the body style the app installed as
+``app.extensions["cirrus.error_style"]`` (a function of the error, e.g. Neutron's
+``{"NeutronError": {"type", "message", "detail"}}``). ``error_type`` is the service's own name of
+the error (``NetworkNotFound``), for styles that show one.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, has_app_context
 
 
 class APIError(Exception):
     code = 500
     title = "Internal Server Error"
 
-    def __init__(self, message: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+        error_type: str | None = None,
+    ) -> None:
         super().__init__(message or self.title)
         self.message = message or self.title
         self.headers = headers or {}
+        self.error_type = error_type
 
-    def to_dict(self) -> dict[str, dict[str, object]]:
+    def to_dict(self) -> dict[str, Any]:
+        style: ErrorStyle | None = (
+            current_app.extensions.get("cirrus.error_style") if has_app_context() else None
+        )
+        if style is not None:
+            return style(self)
         return {"error": {"code": self.code, "title": self.title, "message": self.message}}
+
+
+ErrorStyle = Callable[[APIError], dict[str, Any]]
 
 
 class BadRequest(APIError):

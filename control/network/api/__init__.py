@@ -1,0 +1,1 @@
+"""The network API blueprints: one module per resource family, sharing ``common``."""
