@@ -135,7 +135,10 @@ def build_deps(
     optional = meta.get("project", {}).get("optional-dependencies", {})
     for extra in extras:
         if extra not in optional:
-            fail(f"{pyproject}: no optional dependencies named {extra!r} (common_wheelhouse_extras)")
+            fail(
+                f"{pyproject}: no optional dependencies named {extra!r} "
+                "(common_wheelhouse_extras)"
+            )
         dependencies += optional[extra]
     target = f"{sys.version_info.major}.{sys.version_info.minor}/{sysconfig.get_platform()}"
     material = pyproject.read_bytes() + target.encode() + ",".join(sorted(extras)).encode()
