@@ -2,6 +2,7 @@
 
 Used by tests/lab/test_lab.py and bench/lab_boot.py. Playbooks run through ansible-runner's
 Python API; the events it streams are kept so that callers can find task results and timings.
+tests/fixtures/ansible_playbook.py runs its test plays through :func:`run_playbook` too.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _env() -> dict[str, str]:
     }
 
 
-def _run(**kwargs: Any) -> Run:
+def _run(extra_env: dict[str, str] | None = None, **kwargs: Any) -> Run:
     events: list[dict[str, Any]] = []
 
     def keep(event: dict[str, Any]) -> bool:
@@ -81,7 +82,7 @@ def _run(**kwargs: Any) -> Run:
         result = ansible_runner.run(
             private_data_dir=private_dir,
             project_dir=str(REPO),
-            envvars=_env(),
+            envvars={**_env(), **(extra_env or {})},
             quiet=True,
             event_handler=keep,
             **kwargs,
@@ -106,6 +107,13 @@ def playbook(name: str, inventory: Path | None = None, **extravars: Any) -> Run:
     if extravars:
         kwargs["extravars"] = extravars
     return _run(**kwargs)
+
+
+def run_playbook(path: Path, env: dict[str, str], **runner_options: Any) -> Run:
+    """Run the playbook at ``path`` from the repository root with these environment variables
+    (over ansible.cfg, the venv's PATH and no colour); ``runner_options`` go to
+    ``ansible_runner.run`` (inventory, extravars, cmdline, timeout ...)."""
+    return _run(extra_env=env, playbook=str(path), **runner_options)
 
 
 def lab_up(inventory: Path, **extravars: Any) -> Run:
