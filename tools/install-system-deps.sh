@@ -12,6 +12,7 @@ PACKAGES=(
   qemu-utils                      # qemu-img: the image service inspects every upload
   libvirt-daemon-system libvirt-clients qemu-system-x86   # the libvirt driver's real guests
   libvirt-dev pkg-config          # to build the libvirt-python binding
+  nftables                        # the network agent: bridges, VXLAN, security groups (nft)
 )
 
 missing=()
