@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 # Bump when the recipe below changes in a way that changes the output.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 
 READY_LINE = "CIRRUS-GUEST-READY"
 KERNEL_CMDLINE = "console=ttyS0 quiet"
@@ -132,6 +132,83 @@ if [ -d /etc/cirrus/hooks.d ]; then
 fi
 
 echo "CIRRUS-GUEST-READY hostname=$(hostname) uuid=${uuid:-unknown}"
+"""
+
+# The network hooks (busybox applets only). Each prints one line on the console that tests and
+# operators look for. Without a NIC (eth0) they do nothing, so a server without a port boots as
+# before.
+UDHCPC_SCRIPT = """\
+#!/bin/sh
+# udhcpc's event script: configure the interface from the lease.
+case "$1" in
+deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+    set -- $staticroutes
+    while [ $# -ge 2 ]; do
+        ip route replace "$1" via "$2" dev "$interface"
+        shift 2
+    done
+    for router in $router; do
+        ip route replace default via "$router" dev "$interface"
+        break
+    done
+    : > /etc/resolv.conf
+    for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
+    echo "$ip" > /run/cirrus-ip
+    ;;
+esac
+exit 0
+"""
+
+HOOK_DHCP = """\
+#!/bin/sh
+# 10-dhcp: bring eth0 up with DHCP.
+[ -e /sys/class/net/eth0 ] || exit 0
+ip link set eth0 up
+if udhcpc -i eth0 -n -q -t 5 -T 2 -s /etc/cirrus/udhcpc.script >/dev/null 2>&1; then
+    echo "CIRRUS-GUEST-NET eth0 ip=$(cat /run/cirrus-ip) mac=$(cat /sys/class/net/eth0/address)"
+else
+    echo "CIRRUS-GUEST-NET eth0 dhcp=failed mac=$(cat /sys/class/net/eth0/address)"
+fi
+"""
+
+HOOK_METADATA = """\
+#!/bin/sh
+# 20-metadata: the instance's metadata, its SSH keys and user-data from 169.254.169.254.
+[ -s /run/cirrus-ip ] || exit 0
+base=http://169.254.169.254/openstack/latest
+for attempt in 1 2 3 4 5; do
+    wget -q -T 3 -O /run/meta_data.json "$base/meta_data.json" && break
+    rm -f /run/meta_data.json
+    sleep 1
+done
+if [ ! -s /run/meta_data.json ]; then
+    echo "CIRRUS-GUEST-METADATA failed"
+    exit 0
+fi
+mkdir -p /root/.ssh
+tr ',' '\\n' < /run/meta_data.json | sed -n 's/.*"data": *"\\([^"]*\\)".*/\\1/p' \\
+    | sed 's/\\\\n$//' > /root/.ssh/authorized_keys
+echo "CIRRUS-GUEST-METADATA ok keys=$(grep -c . /root/.ssh/authorized_keys)"
+if wget -q -T 3 -O /run/user-data "$base/user_data" && [ -s /run/user-data ]; then
+    if [ "$(head -c 2 /run/user-data)" = "#!" ]; then
+        # In the background, as cloud-init does it after boot: a script that runs long (a ping
+        # loop) does not hold back the ready line. Its output goes to the console, prefixed.
+        chmod 700 /run/user-data
+        (
+            /run/user-data > /run/user-data.log 2>&1
+            rc=$?
+            sed 's/^/CIRRUS-USER-DATA: /' /run/user-data.log
+            echo "CIRRUS-GUEST-USER-DATA exit=$rc"
+        ) &
+    fi
+fi
 """
 
 SYSLINUX_CFG = """\
@@ -301,6 +378,9 @@ def build_initramfs(root: Path, kernel_version: str) -> tuple[bytes, list[str]]:
     cpio.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
     cpio.file("etc/group", b"root:x:0:\n")
     cpio.file("etc/cirrus/ready-line", (READY_LINE + "\n").encode())
+    cpio.file("etc/cirrus/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+    cpio.file("etc/cirrus/hooks.d/10-dhcp", HOOK_DHCP.encode(), 0o755)
+    cpio.file("etc/cirrus/hooks.d/20-metadata", HOOK_METADATA.encode(), 0o755)
     names = []
     for path in modules:
         cpio.file(f"lib/modules/{path.name}", path.read_bytes())
