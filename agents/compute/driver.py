@@ -64,13 +64,33 @@ class ImageFiles:
 
 @dataclass
 class NetworkInterface:
-    """One port to plug (filled in by the networking work; empty until then)."""
+    """One port to plug: compute-api made and bound it and sent it with ``build_instance``.
+
+    ``bridge`` and ``tap_name`` are :mod:`control.network.naming`'s names: the guest's tap
+    (created by the hypervisor) goes into the network's Linux bridge, which the network agent
+    adopts if the driver had to create it first.
+    """
 
     port_id: str
     mac_address: str
     bridge: str
     tap_name: str
     mtu: int = 1500
+    network_id: str = ""
+    fixed_ips: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkInterface:
+        """From one entry of ``build_instance``'s ``interfaces``."""
+        return cls(
+            port_id=str(data["port_id"]),
+            mac_address=str(data["mac_address"]),
+            bridge=str(data["bridge"]),
+            tap_name=str(data["tap"]),
+            mtu=int(data.get("mtu") or 1500),
+            network_id=str(data.get("network_id") or ""),
+            fixed_ips=list(data.get("fixed_ips") or []),
+        )
 
 
 @dataclass
@@ -163,6 +183,14 @@ class ComputeDriver:
 
     def detach_volume(self, instance_uuid: str, device: str) -> None:
         raise DriverError(f"the {self.name} driver cannot detach volumes")
+
+    def attach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        """Plug one more NIC into the guest (running or not); idempotent by MAC address."""
+        raise DriverError(f"the {self.name} driver cannot attach interfaces")
+
+    def detach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        """Unplug a NIC; a NIC that is not there is not an error."""
+        raise DriverError(f"the {self.name} driver cannot detach interfaces")
 
     def cleanup_host(self) -> None:
         """Release hypervisor connections when the agent stops."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from agents.compute.driver import (
     ComputeDriver,
@@ -19,6 +20,7 @@ from agents.compute.driver import (
     HostResources,
     InstanceNotFound,
     InstanceSpec,
+    NetworkInterface,
     PowerState,
 )
 
@@ -33,6 +35,11 @@ class FakeGuest:
 
 class FakeDriver(ComputeDriver):
     name = "fake"
+    capabilities: ClassVar[dict[str, bool]] = {
+        "supports_attach_volume": False,
+        "supports_attach_interface": True,
+        "supports_kernel_boot": False,
+    }
 
     def __init__(
         self,
@@ -49,6 +56,10 @@ class FakeDriver(ComputeDriver):
         self.spawn_gate: threading.Event | None = None
         self.host = "fake-host"
         self.guests: dict[str, FakeGuest] = {}
+        #: The NICs plugged into each guest (as the libvirt driver would plug its taps), and
+        #: every bridge a spawn made sure of.
+        self.interfaces: dict[str, list[NetworkInterface]] = {}
+        self.bridges: set[str] = set()
         self._lock = threading.Lock()
 
     def init_host(self, host: str) -> None:
@@ -93,6 +104,8 @@ class FakeDriver(ComputeDriver):
             if guest is None:
                 guest = FakeGuest(instance)
                 self.guests[instance.uuid] = guest
+                self.bridges.update(vif.bridge for vif in instance.interfaces)
+                self.interfaces[instance.uuid] = list(instance.interfaces)
                 self._boot(guest)
             elif guest.state != PowerState.RUNNING:
                 self._boot(guest)
@@ -100,6 +113,21 @@ class FakeDriver(ComputeDriver):
     def destroy(self, instance_uuid: str) -> None:
         with self._lock:
             self.guests.pop(instance_uuid, None)
+            self.interfaces.pop(instance_uuid, None)
+
+    def attach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        with self._lock:
+            self._guest(instance_uuid)
+            plugged = self.interfaces.setdefault(instance_uuid, [])
+            if all(p.mac_address != vif.mac_address for p in plugged):
+                self.bridges.add(vif.bridge)
+                plugged.append(vif)
+
+    def detach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        with self._lock:
+            self._guest(instance_uuid)
+            plugged = self.interfaces.get(instance_uuid, [])
+            plugged[:] = [p for p in plugged if p.mac_address != vif.mac_address]
 
     def power_off(self, instance_uuid: str, timeout: float = 30.0) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ from agents.compute.driver import (
     DriverError,
     InstanceNotFound,
     InstanceSpec,
+    NetworkInterface,
     PowerState,
 )
 from agents.compute.imagecache import ImageCache
@@ -76,7 +77,7 @@ def _message(exc: Exception) -> str:
 
 
 class ComputeManager:
-    target_version = "1.0"
+    target_version = "1.1"
 
     def __init__(
         self,
@@ -224,7 +225,9 @@ class ComputeManager:
                 user_data=instance.get("user_data"),
                 metadata=dict(instance.get("metadata") or {}),
                 key_data=instance.get("key_data"),
-                interfaces=[],  # ports come with the network service
+                interfaces=[
+                    NetworkInterface.from_dict(vif) for vif in instance.get("interfaces") or []
+                ],
             )
             self.driver.spawn(spec)
         except Exception as exc:
@@ -315,6 +318,18 @@ class ComputeManager:
         self._event(ctxt, instance_uuid, "compute_terminate_instance", None)
         self.driver.destroy(instance_uuid)
         self.conductor.instance_destroyed(ctxt, instance_uuid)
+
+    def attach_interface(
+        self, ctxt: RequestContext, instance_uuid: str, interface: dict[str, Any]
+    ) -> None:
+        """Call (1.1): plug a port compute-api made and bound to this host."""
+        self.driver.attach_interface(instance_uuid, NetworkInterface.from_dict(interface))
+
+    def detach_interface(
+        self, ctxt: RequestContext, instance_uuid: str, interface: dict[str, Any]
+    ) -> None:
+        """Call (1.1): unplug a port; compute-api releases it afterwards."""
+        self.driver.detach_interface(instance_uuid, NetworkInterface.from_dict(interface))
 
     def get_console_output(
         self, ctxt: RequestContext, instance_uuid: str, length: int | None = None

@@ -3,6 +3,7 @@
 Versions:
     1.0 - build_instance, stop_instance, start_instance, reboot_instance, delete_instance,
           get_console_output
+    1.1 - attach_interface, detach_interface
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from control.common import rpc
 from control.common.context import RequestContext
 
 TOPIC = "compute"
-VERSION = "1.0"
+VERSION = "1.1"
 
 
 def topic(host: str) -> str:
@@ -24,8 +25,8 @@ class ComputeAPI:
     def __init__(self, transport: rpc.Transport, timeout: float = 30.0) -> None:
         self.client = rpc.RPCClient(transport, TOPIC, version=VERSION, timeout=timeout)
 
-    def _at(self, host: str, timeout: float | None = None) -> rpc.RPCClient:
-        return self.client.prepare(topic=topic(host), version="1.0", timeout=timeout)
+    def _at(self, host: str, timeout: float | None = None, version: str = "1.0") -> rpc.RPCClient:
+        return self.client.prepare(topic=topic(host), version=version, timeout=timeout)
 
     def build_instance(
         self, ctxt: RequestContext, host: str, instance: dict[str, Any], token: str | None
@@ -55,4 +56,20 @@ class ComputeAPI:
             self._at(host, timeout=30.0).call(
                 ctxt, "get_console_output", instance_uuid=instance_uuid, length=length
             )
+        )
+
+    def attach_interface(
+        self, ctxt: RequestContext, host: str, instance_uuid: str, interface: dict[str, Any]
+    ) -> None:
+        """Call: plug ``interface`` (as ``build_instance``'s ``interfaces`` entries)."""
+        self._at(host, timeout=60.0, version="1.1").call(
+            ctxt, "attach_interface", instance_uuid=instance_uuid, interface=interface
+        )
+
+    def detach_interface(
+        self, ctxt: RequestContext, host: str, instance_uuid: str, interface: dict[str, Any]
+    ) -> None:
+        """Call: unplug ``interface``."""
+        self._at(host, timeout=60.0, version="1.1").call(
+            ctxt, "detach_interface", instance_uuid=instance_uuid, interface=interface
         )

@@ -12,6 +12,9 @@ Settings (``/etc/cirrus/compute.conf``; the scheduler and the conductor read the
     scheduler_timeout = 60
     [image]
     api_url =                      # optional; else the image endpoint of the user's catalog
+    [network]
+    api_url =                      # optional; else the network endpoint of the user's catalog
+                                   # (none at all: servers boot without NIC)
     [quota]
     instances = 10
     cores = 20
@@ -45,6 +48,7 @@ def load_settings(conf: config_mod.Config) -> common.ComputeSettings:
         service_down_time=conf.get_int("compute", "service_down_time", 60),
         default_availability_zone=conf.get("compute", "default_availability_zone", "nova"),
         image_api_url=conf.get_optional("image", "api_url") or None,
+        network_api_url=conf.get_optional("network", "api_url") or None,
         auth_url=conf.get("keystone_authtoken", "auth_url", ""),
         limit_max=conf.get_int("compute", "api_limit_max", 1000),
         rpc=LazyRPC(

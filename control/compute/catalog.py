@@ -21,6 +21,11 @@ class CatalogError(Exception):
     """The catalog could not be read, or has no public endpoint of the wanted type."""
 
 
+class EndpointNotFound(CatalogError):
+    """The catalog was read and has no public endpoint of the wanted type (not cached: a service
+    registered later is found at the next look-up)."""
+
+
 def public_endpoint(
     auth_url: str,
     token: str,
@@ -55,4 +60,4 @@ def public_endpoint(
                 with _lock:
                     _cache[key] = (now + _CACHE_TTL, url)
                 return url
-    raise CatalogError(f"the catalog has no public {service_type} endpoint")
+    raise EndpointNotFound(f"the catalog has no public {service_type} endpoint")

@@ -12,7 +12,9 @@ claim deletes the allocation and subtracts it again (idempotent: no allocation, 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -139,6 +141,10 @@ class Instance(Base):
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     launched_at: Mapped[datetime | None] = mapped_column(PRECISE_DATETIME)
+    #: Nova's ``info_cache``: the server's ports as JSON (a list of VIFs, see
+    #: :mod:`control.compute.network`), written by compute-api when it makes or removes ports, so
+    #: that rendering ``addresses`` never calls the network API.
+    network_info: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         PRECISE_DATETIME, default=utcnow, onupdate=utcnow, index=True
@@ -156,6 +162,16 @@ class Instance(Base):
 
     def metadata_dict(self) -> dict[str, str]:
         return {item.key: item.value for item in self.metadata_items}
+
+    def vifs(self) -> list[dict[str, Any]]:
+        """The cached ports (``network_info``), ``[]`` when none."""
+        if not self.network_info:
+            return []
+        value = json.loads(self.network_info)
+        return value if isinstance(value, list) else []
+
+    def set_vifs(self, vifs: list[dict[str, Any]]) -> None:
+        self.network_info = json.dumps(vifs) if vifs else None
 
 
 class InstanceMetadata(Base):

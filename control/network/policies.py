@@ -64,12 +64,14 @@ RULES: dict[str, str] = {
     "create_port:binding:host_id": _ADMIN_OR_SERVICE,
     "create_port:binding:profile": _ADMIN_OR_SERVICE,
     "create_port:binding:vnic_type": "rule:admin_or_owner",
-    "get_port": "rule:admin_owner_or_network_owner",
+    # The compute service (role service) reads and binds the ports of every project, as
+    # Neutron's service_api rule allows.
+    "get_port": "rule:admin_owner_or_network_owner or rule:service_role",
     "get_port:binding:host_id": _ADMIN_OR_SERVICE,
     "get_port:binding:vif_type": _ADMIN_OR_SERVICE,
     "get_port:binding:vif_details": _ADMIN_OR_SERVICE,
     "get_port:binding:profile": _ADMIN_OR_SERVICE,
-    "update_port": "rule:admin_owner_or_network_owner",
+    "update_port": "rule:admin_owner_or_network_owner or rule:service_role",
     "update_port:device_owner": "rule:admin_or_network_owner or rule:shared",
     "update_port:mac_address": _ADMIN,
     "update_port:fixed_ips:ip_address": _NET_OWNER,

@@ -9,6 +9,11 @@ unique host names, so queues of other environments never see its messages.
 
 Accounts (through identity's API): a ``service`` user for token validation, members of two
 projects ``a`` and ``b``, and the bootstrap admin.
+
+With the network service (``tests/fixtures/network_server.py``, session-wide, in identity's
+catalog) compute-api finds the network endpoint there and servers get ports. Compute's service
+user has only the ``service`` role, as the deploy gives it: the network API lets that role read
+and bind every project's ports (Neutron's ``service_api``).
 """
 
 from __future__ import annotations
@@ -223,8 +228,10 @@ class ComputeEnv:
 
         wait_for(
             check,
-            lambda: f"server {server_id} {status} (last seen: {seen.get('status')}, "
-            f"task {seen.get('OS-EXT-STS:task_state')})",
+            lambda: (
+                f"server {server_id} {status} (last seen: {seen.get('status')}, "
+                f"task {seen.get('OS-EXT-STS:task_state')})"
+            ),
             timeout,
         )
         return seen

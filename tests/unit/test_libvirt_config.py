@@ -11,6 +11,7 @@ from agents.compute.libvirt.config import (
     DomainLayout,
     build_domain_xml,
     cirrus_metadata,
+    interface_xml,
     parse_metadata,
 )
 
@@ -100,3 +101,86 @@ def test_metadata_round_trip() -> None:
     assert meta["project"] == "proj"
     assert meta["user"] == "user"
     assert meta["image"] == "img"
+
+
+def test_interfaces_in_order_with_network_names(tmp_path: Path) -> None:
+    """One <interface type='bridge'> per port, in the order compute-api sent them, with the
+    network agent's bridge and tap names."""
+    from control.network import naming
+
+    net = "5d1c2f0e-7a8b-4c3d-9e0f-112233445566"
+    ports = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-1111-4000-8000-000000000002"]
+    vifs = [
+        NetworkInterface.from_dict(
+            {
+                "port_id": port,
+                "network_id": net,
+                "mac_address": f"fa:16:3e:00:00:0{index}",
+                "mtu": 1450,
+                "bridge": naming.bridge(net),
+                "tap": naming.tap(port),
+                "fixed_ips": [{"ip_address": f"10.0.0.{index + 10}", "version": 4}],
+            }
+        )
+        for index, port in enumerate(ports)
+    ]
+    spec = make_spec(ImageFiles("img", tmp_path / "base.qcow2"), interfaces=vifs)
+    dom = parse(build_domain_xml(spec, DomainLayout("qemu", tmp_path / UUID, None)))
+    found = dom.findall("devices/interface")
+    assert len(found) == 2
+    for index, (interface, port) in enumerate(zip(found, ports, strict=True)):
+        assert interface.get("type") == "bridge"
+        assert interface.find("mac").get("address") == f"fa:16:3e:00:00:0{index}"  # type: ignore[union-attr]
+        assert interface.find("source").get("bridge") == "brq5d1c2f0e-7a"  # type: ignore[union-attr]
+        assert interface.find("target").get("dev") == "tap" + port[:11]  # type: ignore[union-attr]
+        assert interface.find("model").get("type") == "virtio"  # type: ignore[union-attr]
+        assert interface.find("mtu").get("size") == "1450"  # type: ignore[union-attr]
+        assert len(interface.find("target").get("dev") or "") <= 15  # type: ignore[union-attr]
+
+
+def test_ensure_bridge_is_idempotent_and_argv_only() -> None:
+    import subprocess
+
+    import pytest
+
+    from agents.compute.driver import DriverError
+    from agents.compute.libvirt.driver import ensure_bridge
+
+    calls: list[list[str]] = []
+    existing: set[str] = set()
+
+    def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        assert isinstance(argv, list)
+        assert kwargs.get("check") is False
+        calls.append(argv)
+        name = argv[4]
+        if argv[2] == "show":
+            return subprocess.CompletedProcess(argv, 0 if name in existing else 1, "", "")
+        if argv[2] == "add":
+            existing.add(name)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    assert ensure_bridge("brq5d1c2f0e-7a", run) is True
+    add = ["ip", "link", "add", "name", "brq5d1c2f0e-7a", "type", "bridge"]
+    assert calls == [
+        ["ip", "link", "show", "dev", "brq5d1c2f0e-7a"],
+        [*add, "stp_state", "0", "forward_delay", "0"],
+        ["ip", "link", "set", "dev", "brq5d1c2f0e-7a", "up"],
+    ]
+    calls.clear()
+    assert ensure_bridge("brq5d1c2f0e-7a", run) is False
+    assert [c[2] for c in calls] == ["show", "set"]
+    with pytest.raises(DriverError):
+        ensure_bridge("eth0; rm -rf /", run)
+
+
+def test_hotplug_interface_xml_matches_the_domain_s() -> None:
+    vif = NetworkInterface("port1", "fa:16:3e:00:00:09", "brq1", "tap1", mtu=1400)
+    element = parse(interface_xml(vif))
+    assert element.tag == "interface"
+    assert element.get("type") == "bridge"
+    assert element.find("mac").get("address") == "fa:16:3e:00:00:09"  # type: ignore[union-attr]
+    assert element.find("source").get("bridge") == "brq1"  # type: ignore[union-attr]
+    assert element.find("target").get("dev") == "tap1"  # type: ignore[union-attr]
+    assert element.find("model").get("type") == "virtio"  # type: ignore[union-attr]
+    assert element.find("mtu").get("size") == "1400"  # type: ignore[union-attr]

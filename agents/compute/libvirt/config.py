@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.compute.driver import InstanceSpec
+from agents.compute.driver import InstanceSpec, NetworkInterface
 
 # The namespace of the <metadata> element that marks a domain as Cirrus's.
 CIRRUS_NS = "https://cirrus.dev/xmlns/libvirt/instance/1.0"
@@ -53,6 +53,23 @@ def cirrus_metadata(spec: InstanceSpec) -> ET.Element:
          root_gb=str(spec.root_gb))  # fmt: skip
     _sub(root, f"{ns}image", spec.image.image_id)
     return root
+
+
+def interface_element(vif: NetworkInterface) -> ET.Element:
+    """A port's NIC: its tap (named by :func:`control.network.naming.tap`) in the network's
+    Linux bridge, virtio, the port's MAC and the network's MTU."""
+    interface = ET.Element("interface", type="bridge")
+    _sub(interface, "mac", address=vif.mac_address)
+    _sub(interface, "source", bridge=vif.bridge)
+    _sub(interface, "target", dev=vif.tap_name)
+    _sub(interface, "model", type="virtio")
+    _sub(interface, "mtu", size=str(vif.mtu))
+    return interface
+
+
+def interface_xml(vif: NetworkInterface) -> str:
+    """:func:`interface_element` as the XML ``attachDeviceFlags`` takes (hot-plug)."""
+    return ET.tostring(interface_element(vif), encoding="unicode")
 
 
 def build_domain_xml(spec: InstanceSpec, layout: DomainLayout) -> str:
@@ -107,12 +124,7 @@ def build_domain_xml(spec: InstanceSpec, layout: DomainLayout) -> str:
         _sub(disk, "target", dev="vda", bus="virtio")
 
     for vif in spec.interfaces:
-        interface = _sub(devices, "interface", type="bridge")
-        _sub(interface, "mac", address=vif.mac_address)
-        _sub(interface, "source", bridge=vif.bridge)
-        _sub(interface, "target", dev=vif.tap_name)
-        _sub(interface, "model", type="virtio")
-        _sub(interface, "mtu", size=str(vif.mtu))
+        devices.append(interface_element(vif))
 
     # The serial console: a pty (for an interactive console later) whose output QEMU also
     # appends to console.log, which get_console_output reads.

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from agents.compute.driver import (
     HostResources,
     InstanceNotFound,
     InstanceSpec,
+    NetworkInterface,
     PowerState,
 )
 from agents.compute.libvirt.config import (
@@ -46,6 +48,7 @@ from agents.compute.libvirt.config import (
     DomainLayout,
     build_domain_xml,
     domain_name,
+    interface_xml,
 )
 
 LOG = logging.getLogger(__name__)
@@ -85,6 +88,36 @@ _KVM_PROBE_SECTOR = (
     bytes([0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE, 0xFA, 0xF4, 0xEB, 0xFD]).ljust(510, b"\x00")
     + b"\x55\xaa"
 )
+
+
+_BRIDGE_NAME = re.compile(r"^brq[0-9a-f-]{1,11}$")
+
+
+def ensure_bridge(name: str, run: Any = subprocess.run) -> bool:
+    """Make sure the network's Linux bridge exists and is up before a guest's tap is put in it,
+    as os-vif's linux_bridge plugin does; the network agent adopts the bridge (same name, from
+    :func:`control.network.naming.bridge`). Idempotent; argv only. True if it was created."""
+    if not _BRIDGE_NAME.match(name):
+        raise DriverError(f"refusing to create bridge {name!r}: not a network bridge name")
+
+    def ip(*args: str) -> Any:
+        return run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
+
+    created = False
+    show = ip("link", "show", "dev", name)
+    if show.returncode != 0:
+        # STP off and forwarding at once, as the network agent makes its bridges.
+        add = ip(
+            "link", "add", "name", name, "type", "bridge", "stp_state", "0", "forward_delay", "0"
+        )
+        # Another spawn (or the network agent) may have made it meanwhile: "File exists".
+        if add.returncode != 0 and "exists" not in (add.stderr or ""):
+            raise DriverError(f"cannot create bridge {name}: {(add.stderr or '').strip()}")
+        created = add.returncode == 0
+    up = ip("link", "set", "dev", name, "up")
+    if up.returncode != 0:
+        raise DriverError(f"cannot set bridge {name} up: {(up.stderr or '').strip()}")
+    return created
 
 
 def _silence_libvirt(_ctx: object, _err: object) -> None:
@@ -140,7 +173,7 @@ class LibvirtDriver(ComputeDriver):
     name: ClassVar[str] = "libvirt"
     capabilities: ClassVar[dict[str, bool]] = {
         "supports_attach_volume": False,
-        "supports_attach_interface": False,
+        "supports_attach_interface": True,
         "supports_kernel_boot": True,
     }
 
@@ -374,6 +407,8 @@ class LibvirtDriver(ComputeDriver):
                 root_disk=root_disk,
                 emulator=self.emulator,
             )
+            for vif in instance.interfaces:
+                ensure_bridge(vif.bridge)
             xml = build_domain_xml(instance, layout)
             (instance_dir / "libvirt.xml").write_text(xml)
             with self._errors("define", instance_uuid):
@@ -499,6 +534,37 @@ class LibvirtDriver(ComputeDriver):
             pass
         except OSError as exc:
             raise DriverError(f"cannot remove {instance_dir}: {exc}") from exc
+
+    # --- interfaces ------------------------------------------------------------------------------
+
+    def _has_mac(self, dom: Any, mac: str) -> bool:
+        """Whether the persistent definition has a NIC with ``mac``."""
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))  # noqa: S314
+        return any(
+            (m.get("address") or "").lower() == mac.lower()
+            for m in root.findall("devices/interface/mac")
+        )
+
+    def _device_flags(self, dom: Any) -> int:
+        flags = int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        if self._state(dom) in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
+            flags |= int(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return flags
+
+    def attach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        dom = self._get(instance_uuid)
+        with self._errors("interface attach", instance_uuid):
+            if self._has_mac(dom, vif.mac_address):
+                return
+            ensure_bridge(vif.bridge)
+            dom.attachDeviceFlags(interface_xml(vif), self._device_flags(dom))
+
+    def detach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
+        dom = self._get(instance_uuid)
+        with self._errors("interface detach", instance_uuid):
+            if not self._has_mac(dom, vif.mac_address):
+                return
+            dom.detachDeviceFlags(interface_xml(vif), self._device_flags(dom))
 
     # --- power -----------------------------------------------------------------------------------
 

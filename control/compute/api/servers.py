@@ -7,9 +7,12 @@ scheduler (RPC call) for a host, which claims the resources; cast ``build_instan
 ``compute.<host>`` and answer 202. No valid host: the server goes ERROR with a fault that says why
 (still 202, as Nova's asynchronous build does).
 
-Networking: servers have no NIC until the network service lands; ``addresses`` is built by
-:func:`addresses` from the server's ports (none yet), with ``OS-EXT-IPS:type`` and
-``OS-EXT-IPS-MAC:mac_addr`` in each entry.
+Networking (:mod:`control.compute.network`): ``networks`` is validated up front against the
+network service of the user's catalog; once the scheduler chose the host, compute-api creates
+(or takes over) the ports and binds them to it, caches them on the server (``network_info``) and
+sends them with ``build_instance``. ``addresses`` is rendered from that cache. Without a network
+service in the catalog servers boot without NIC. ``os-interface`` lists, shows, attaches and
+detaches ports.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy import and_, or_, select
 
 from control.common import db, errors, policy, rpc, validation
 from control.common.app import context
-from control.compute import catalog, claims, models, quota, services
+from control.compute import catalog, claims, models, network, quota, services
 from control.compute.api import common, flavors
 
 LOG = logging.getLogger("cirrus.compute.servers")
@@ -134,8 +137,8 @@ def _host_id(instance: models.Instance) -> str:
 
 def addresses(instance: models.Instance) -> dict[str, list[dict[str, Any]]]:
     """``{network name: [{addr, version, OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr}]}`` from the
-    server's ports. Servers have no ports until the network service exists."""
-    return {}
+    server's cached ports (``network_info``): no call to the network API."""
+    return network.addresses(instance.vifs())
 
 
 def render(instance: models.Instance, detail: bool = True) -> dict[str, Any]:
@@ -395,6 +398,7 @@ def _count(body: dict[str, Any], name: str, default: int) -> int:
 def _instance_payload(instance: models.Instance, image: dict[str, Any]) -> dict[str, Any]:
     """What the agent needs to build the server (sent with ``build_instance``)."""
     return {
+        "interfaces": network.interfaces(instance.vifs()),
         "uuid": instance.uuid,
         "name": instance.name,
         "project_id": instance.project_id,
@@ -432,7 +436,9 @@ def _fail(instance_uuid: str, message: str, details: str | None = None) -> None:
             set_error(sess, instance, message, details)
 
 
-def _schedule_and_build(instance: models.Instance, image: dict[str, Any]) -> None:
+def _schedule_and_build(
+    instance: models.Instance, image: dict[str, Any], plan: network.Plan | None
+) -> None:
     apis = common.settings().rpc.get()
     ctxt = context()
     spec = {
@@ -468,8 +474,32 @@ def _schedule_and_build(instance: models.Instance, image: dict[str, Any]) -> Non
                 )
             ).first()
             row.availability_zone = service.availability_zone if service else None
-        row.task_state = "spawning"
-        payload = _instance_payload(row, image)
+        zone = row.availability_zone or common.settings().default_availability_zone
+        if plan is None:
+            row.task_state = "spawning"
+            payload = _instance_payload(row, image)
+        else:
+            row.task_state = "networking"
+    if plan is not None:
+        # The ports, made and bound once the host is known (Nova allocates them on the chosen
+        # host with the binding in the same step); no row lock is held meanwhile.
+        try:
+            vifs = network.allocate(plan, instance.uuid, zone, dest["host"])
+        except network.AllocationFailed as exc:
+            _fail(instance.uuid, exc.message, exc.details)
+            return
+        with db.database().transaction() as sess:
+            row = sess.get(models.Instance, instance.uuid, with_for_update=True)
+            if row is None or row.task_state == "deleting":
+                # Deleted while its ports were being made (the delete found none to release):
+                # they go now, and there is nothing to build.
+                network.deallocate(vifs)
+                if row is None:
+                    claims.release(sess, instance.uuid)
+                return
+            row.set_vifs(vifs)
+            row.task_state = "spawning"
+            payload = _instance_payload(row, image)
     try:
         apis.compute.build_instance(
             ctxt, dest["host"], payload, request.headers.get("X-Auth-Token")
@@ -543,6 +573,7 @@ def create() -> Response:
     if min_count > max_count:
         raise errors.BadRequest("min_count must be <= max_count.")
     count = max_count
+    plan = network.prepare(body.get("networks"), body.get("security_groups"), count)
     quota.check(
         sess,
         common.project_id(),
@@ -590,7 +621,7 @@ def create() -> Response:
     db.commit()
     _recheck_quota(created, actions)
     for instance in created:
-        _schedule_and_build(instance, image)
+        _schedule_and_build(instance, image, plan)
     first = created[0]
     server = {
         "id": first.uuid,
@@ -643,6 +674,10 @@ def delete(server_id: str) -> Response:
     if instance.locked and not common.is_admin():
         raise errors.Conflict(f"Instance {server_id} is locked.")
     record_action(instance.uuid, "delete")
+    # Nova releases the ports after the guest is gone, from the compute host; here compute-api
+    # holds the credentials, so it releases them now (the network agent unplugs the taps).
+    network.deallocate(instance.vifs())
+    instance.set_vifs([])
     host = instance.host
     if host is None or not _host_up(host):
         # Nothing runs anywhere (never scheduled), or the host is down: delete locally, as
@@ -797,11 +832,61 @@ def _set_metadata(instance: models.Instance, values: dict[str, str], replace: bo
 @bp.get("/servers/<server_id>/os-security-groups")
 def security_groups(server_id: str) -> Response:
     """Nova's proxy listing of the server's security groups (the openstack.cloud ``server``
-    module reads it). The groups are its ports'; servers have no port until the network service
-    exists, so the list is empty."""
+    module reads it): the groups of its ports, read from the network service."""
     instance = find(server_id)
     policy.enforce("os_compute_api:os-security-groups:list", target(instance))
-    return common.respond({"security_groups": []})
+    group_ids: list[str] = []
+    for vif in instance.vifs():
+        group_ids += [g for g in vif.get("security_groups") or [] if g not in group_ids]
+    if not group_ids:
+        return common.respond({"security_groups": []})
+    client = network.user_client()
+    groups = []
+    if client is not None:
+        for group_id in group_ids:
+            try:
+                group = client.call("GET", f"/security-groups/{group_id}")["security_group"]
+            except network.NetworkAPIError as exc:
+                if exc.status == 404:
+                    continue
+                raise errors.ServiceUnavailable(
+                    f"The network service failed: {exc.message}"
+                ) from None
+            groups.append(network.nova_security_group(group))
+    return common.respond({"security_groups": groups})
+
+
+def _server_ports(instance: models.Instance) -> list[dict[str, Any]]:
+    client = network.user_client()
+    if client is None:
+        return []
+    try:
+        found = client.call("GET", "/ports", params={"device_id": instance.uuid})
+    except network.NetworkAPIError as exc:
+        raise errors.ServiceUnavailable(f"The network service failed: {exc.message}") from None
+    ports: list[dict[str, Any]] = found.get("ports", [])
+    return ports
+
+
+@bp.get("/servers/<server_id>/os-interface")
+def interfaces_index(server_id: str) -> Response:
+    """The server's ports (Nova proxies the network API)."""
+    instance = find(server_id)
+    policy.enforce("os_compute_api:os-attach-interfaces:list", target(instance))
+    ports = _server_ports(instance)
+    return common.respond(
+        {"interfaceAttachments": [network.interface_attachment(p) for p in ports]}
+    )
+
+
+@bp.get("/servers/<server_id>/os-interface/<port_id>")
+def interfaces_show(server_id: str, port_id: str) -> Response:
+    instance = find(server_id)
+    policy.enforce("os_compute_api:os-attach-interfaces:show", target(instance))
+    for port in _server_ports(instance):
+        if port["id"] == port_id:
+            return common.respond({"interfaceAttachment": network.interface_attachment(port)})
+    raise errors.NotFound(f"Port {port_id} could not be found.")
 
 
 @bp.get("/servers/<server_id>/metadata")
@@ -863,6 +948,133 @@ def metadata_delete(server_id: str, key: str) -> Response:
             db.commit()
             return Response(status=204)
     raise errors.NotFound(f"Metadata item {key} was not found.")
+
+
+ATTACH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "interfaceAttachment": {
+            "type": "object",
+            "properties": {
+                "port_id": {"type": "string"},
+                "net_id": {"type": "string"},
+                "fixed_ips": {
+                    "type": "array",
+                    "maxItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {"ip_address": {"type": "string"}},
+                        "required": ["ip_address"],
+                    },
+                },
+                "tag": {"type": "string"},
+            },
+            "additionalProperties": False,
+        }
+    },
+    "additionalProperties": False,
+}
+
+
+def _plugged(instance: models.Instance, action: str) -> str:
+    """The host of a server whose NICs may change now (ACTIVE or SHUTOFF, no task); else 409."""
+    if (
+        instance.vm_state not in (models.ACTIVE, models.STOPPED)
+        or instance.task_state is not None
+        or not instance.host
+    ):
+        raise _conflict(instance, action)
+    return instance.host
+
+
+def _set_cached_vifs(instance_uuid: str, change: Any) -> None:
+    """Apply ``change`` (a function of the VIF list) to the cache, under the row lock."""
+    with db.database().transaction() as sess:
+        row = sess.get(models.Instance, instance_uuid, with_for_update=True)
+        if row is not None:
+            row.set_vifs(change(row.vifs()))
+
+
+@bp.post("/servers/<server_id>/os-interface")
+def interfaces_attach(server_id: str) -> Response:
+    """Nova's interface attach: a new port on ``net_id`` (optionally with the fixed IP), the
+    user's ``port_id``, or neither (the only network the project can use); made and bound here,
+    plugged by the agent (RPC call), then cached."""
+    body = (validation.validated_body(ATTACH_SCHEMA).get("interfaceAttachment")) or {}
+    instance = find(server_id)
+    policy.enforce("os_compute_api:os-attach-interfaces:create", target(instance))
+    if instance.locked and not common.is_admin():
+        raise errors.Conflict(f"Instance {server_id} is locked.")
+    host = _plugged(instance, "attach_interface")
+    if body.get("port_id") and body.get("net_id"):
+        raise errors.BadRequest("Must not input both network_id and port_id")
+    if body.get("port_id"):
+        requested: Any = [{"port": body["port_id"]}]
+    elif body.get("net_id"):
+        nic: dict[str, Any] = {"uuid": body["net_id"]}
+        if body.get("fixed_ips"):
+            nic["fixed_ip"] = body["fixed_ips"][0]["ip_address"]
+        requested = [nic]
+    else:
+        requested = None
+    plan = network.prepare(requested, None, 1)
+    if plan is None:
+        raise errors.BadRequest("No network is available to attach an interface to.")
+    zone = instance.availability_zone or common.settings().default_availability_zone
+    uuid_ = instance.uuid
+    active = instance.vm_state == models.ACTIVE
+    db.session().rollback()  # no transaction held over the network and RPC calls
+    try:
+        vifs = network.allocate(plan, uuid_, zone, host)
+    except network.AllocationFailed as exc:
+        raise errors.BadRequest(exc.message) from None
+    (vif,) = vifs
+    try:
+        common.settings().rpc.get().compute.attach_interface(
+            context(), host, uuid_, network.interfaces(vifs)[0]
+        )
+    except rpc.RPCError as exc:
+        network.deallocate(vifs)
+        message = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
+        raise errors.Conflict(
+            f"Failed to attach network adapter device to {uuid_}: {message}"
+        ) from None
+    _set_cached_vifs(uuid_, lambda current: [*current, vif])
+    port = {
+        "id": vif["id"],
+        "status": "ACTIVE" if active else "DOWN",
+        "network_id": vif["network_id"],
+        "mac_address": vif["mac_address"],
+        "fixed_ips": vif["fixed_ips"],
+    }
+    return common.respond({"interfaceAttachment": network.interface_attachment(port)})
+
+
+@bp.delete("/servers/<server_id>/os-interface/<port_id>")
+def interfaces_detach(server_id: str, port_id: str) -> Response:
+    """Unplug (RPC call to the agent), then delete the port (unbind it if the user gave it)."""
+    instance = find(server_id)
+    policy.enforce("os_compute_api:os-attach-interfaces:delete", target(instance))
+    if instance.locked and not common.is_admin():
+        raise errors.Conflict(f"Instance {server_id} is locked.")
+    host = _plugged(instance, "detach_interface")
+    vifs = [v for v in instance.vifs() if v["id"] == port_id]
+    if not vifs:
+        raise errors.NotFound(f"Port {port_id} is not attached")
+    uuid_ = instance.uuid
+    db.session().rollback()
+    try:
+        common.settings().rpc.get().compute.detach_interface(
+            context(), host, uuid_, network.interfaces(vifs)[0]
+        )
+    except rpc.RPCError as exc:
+        message = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
+        raise errors.Conflict(
+            f"Failed to detach network adapter device from {uuid_}: {message}"
+        ) from None
+    network.deallocate(vifs)
+    _set_cached_vifs(uuid_, lambda current: [v for v in current if v["id"] != port_id])
+    return Response(status=202)
 
 
 # -- instance actions ----------------------------------------------------------------------------

@@ -42,6 +42,12 @@ def is_admin() -> bool:
     return policy.allowed("context_is_admin")
 
 
+def sees_all_ports() -> bool:
+    """Admins, and services (role ``service``: compute binding the ports it made for a server
+    of any project), see every port."""
+    return is_admin() or policy.allowed("service_role")
+
+
 def project_id() -> str:
     return context().project_id or ""
 

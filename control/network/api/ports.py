@@ -172,7 +172,7 @@ def find_port(port_id: str, lock: bool = False) -> tuple[models.Port, models.Net
     net = sess.get(models.Network, port.network_id)
     assert net is not None
     if not (
-        common.is_admin()
+        common.sees_all_ports()
         or port.project_id == common.project_id()
         or net.project_id == common.project_id()
     ):
@@ -437,7 +437,7 @@ def new_port(
 @bp.get("/v2.0/ports")
 def list_ports() -> Response:
     query = select(models.Port)
-    if not common.is_admin():
+    if not common.sees_all_ports():
         query = query.join(models.Network, models.Network.id == models.Port.network_id).where(
             or_(
                 models.Port.project_id == common.project_id(),
