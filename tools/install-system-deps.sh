@@ -13,6 +13,7 @@ PACKAGES=(
   libvirt-daemon-system libvirt-clients qemu-system-x86   # the libvirt driver's real guests
   libvirt-dev pkg-config          # to build the libvirt-python binding
   nftables                        # the network agent: bridges, VXLAN, security groups (nft)
+  dnsmasq-base busybox            # the DHCP agent's dnsmasq; busybox udhcpc as the tests' DHCP client
 )
 
 missing=()

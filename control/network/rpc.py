@@ -16,7 +16,8 @@ Notifications say *what* changed; agents then ask ``get_host_ports`` (or
 only exist while connected).
 
 Versions:
-    1.0 - report_state, get_host_ports, get_network_ports, get_vxlan_peers, update_port_status
+    1.0 - report_state, get_host_ports, get_network_ports, get_vxlan_peers, update_port_status,
+          get_routers, update_floatingip_statuses (the L3 agent)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from control.common import rpc
 from control.common.context import RequestContext
 from control.common.db import Database, utcnow
-from control.network import models, render
+from control.network import models, render, rpc_l3
 
 LOG = logging.getLogger("cirrus.network")
 
@@ -177,6 +178,16 @@ class NetworkEndpoint:
                 port.touch()
             return True
 
+    def get_routers(self, ctxt: RequestContext, host: str) -> list[dict[str, Any]]:
+        """The routers the L3 agent on ``host`` wires (``control/network/rpc_l3.py``)."""
+        return rpc_l3.get_routers(self.database, host)
+
+    def update_floatingip_statuses(
+        self, ctxt: RequestContext, router_id: str, statuses: dict[str, str]
+    ) -> int:
+        """Set the statuses of a router's floating IPs; how many changed."""
+        return rpc_l3.update_floatingip_statuses(self.database, router_id, statuses)
+
 
 def hostname(ip_address: str) -> str:
     return "host-" + ip_address.replace(".", "-").replace(":", "-")
@@ -308,6 +319,19 @@ class NetworkAPI:
 
     def update_port_status(self, ctxt: RequestContext, port_id: str, status: str) -> bool:
         return bool(self.client.call(ctxt, "update_port_status", port_id=port_id, status=status))
+
+    def get_routers(self, ctxt: RequestContext, host: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.client.call(ctxt, "get_routers", host=host)
+        return result
+
+    def update_floatingip_statuses(
+        self, ctxt: RequestContext, router_id: str, statuses: dict[str, str]
+    ) -> int:
+        return int(
+            self.client.call(
+                ctxt, "update_floatingip_statuses", router_id=router_id, statuses=statuses
+            )
+        )
 
 
 class AgentNotifier:

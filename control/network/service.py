@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from control.common import config as config_mod
 from control.common import db, rpc, service
 from control.network.rpc import TOPIC, NetworkEndpoint
+from control.network.rpc_dhcp import DhcpEndpoint
 
 CONFIG = "network"
 
@@ -46,7 +47,7 @@ def build(conf: config_mod.Config) -> NetworkRPC:
     server = rpc.RPCServer(
         transport,
         TOPIC,
-        [endpoint],
+        [endpoint, DhcpEndpoint(database)],
         executor_threads=conf.get_int("network", "rpc_executor_threads", 8),
     )
     return NetworkRPC(server, transport, database)

@@ -1,0 +1,1 @@
+"""The DHCP agent (``cirrus-dhcp-agent``): dnsmasq per network in a ``qdhcp-`` namespace."""
