@@ -11,13 +11,18 @@ through the client proxy :class:`NetworkAPI`; and they listen to the fanout ``ne
 - ``network_delete(network_id)``;
 - ``router_update(router_id)``: interfaces, gateway or floating IPs of a router changed.
 
+The RPC endpoints publish some too (with a ``notifier``, see :class:`Notifier`): ``port_update``
+when ``get_routers`` binds router ports to the l3 agent's host and when the DHCP port of a
+network is made or rebound, ``port_delete`` when a DHCP port is released.
+
 Notifications say *what* changed; agents then ask ``get_host_ports`` (or
 ``get_network_ports``) for the state, and resync everything when they reconnect (fanout queues
 only exist while connected).
 
 Versions:
     1.0 - report_state, get_host_ports, get_network_ports, get_vxlan_peers, update_port_status,
-          get_routers, update_floatingip_statuses (the L3 agent)
+          get_routers, update_floatingip_statuses (the L3 agent),
+          get_instance_port (the L3 agent's metadata proxy)
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import logging
 import threading
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import exc, select
 from sqlalchemy.orm import Session
@@ -45,6 +50,23 @@ VERSION = "1.0"
 PORT_STATUSES = ("ACTIVE", "DOWN", "BUILD", "ERROR")
 
 
+class Notifier(Protocol):
+    """What publishes fanout notifications (:class:`AgentNotifier`)."""
+
+    def publish(self, ctxt: RequestContext, method: str, **kwargs: Any) -> None: ...
+
+
+def notify(notifier: Notifier | None, ctxt: RequestContext, method: str, **kwargs: Any) -> None:
+    """Publish after a commit when there is a notifier; a failure is logged, never raised (the
+    agents resync periodically anyway)."""
+    if notifier is None:
+        return
+    try:
+        notifier.publish(ctxt, method, **kwargs)
+    except Exception as error:
+        LOG.warning("could not notify agents of %s %s: %s", method, kwargs, error)
+
+
 def is_alive(agent: models.Agent, down_time: float, now: datetime | None = None) -> bool:
     return (now or utcnow()) - agent.heartbeat_timestamp <= timedelta(seconds=down_time)
 
@@ -58,9 +80,15 @@ class NetworkEndpoint:
 
     target_version = VERSION
 
-    def __init__(self, database: Database, agent_down_time: float = 75.0) -> None:
+    def __init__(
+        self,
+        database: Database,
+        agent_down_time: float = 75.0,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.database = database
         self.agent_down_time = agent_down_time
+        self.notifier = notifier
 
     def report_state(
         self,
@@ -179,8 +207,20 @@ class NetworkEndpoint:
             return True
 
     def get_routers(self, ctxt: RequestContext, host: str) -> list[dict[str, Any]]:
-        """The routers the L3 agent on ``host`` wires (``control/network/rpc_l3.py``)."""
-        return rpc_l3.get_routers(self.database, host)
+        """The routers the L3 agent on ``host`` wires (``control/network/rpc_l3.py``); their
+        ports are bound to ``host`` (port security off), and the network agents told so."""
+        notifications: list[rpc_l3.Notification] = []
+        routers = rpc_l3.get_routers(self.database, host, notifications)
+        for method, kwargs in notifications:
+            notify(self.notifier, ctxt, method, **kwargs)
+        return routers
+
+    def get_instance_port(
+        self, ctxt: RequestContext, network_id: str, ip_address: str
+    ) -> dict[str, str] | None:
+        """For the metadata proxy: ``{port_id, device_id, project_id}`` of the instance's port
+        holding ``ip_address`` on ``network_id``; None when no instance's port has it."""
+        return rpc_l3.instance_port(self.database, network_id, ip_address)
 
     def update_floatingip_statuses(
         self, ctxt: RequestContext, router_id: str, statuses: dict[str, str]
@@ -322,6 +362,14 @@ class NetworkAPI:
 
     def get_routers(self, ctxt: RequestContext, host: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.client.call(ctxt, "get_routers", host=host)
+        return result
+
+    def get_instance_port(
+        self, ctxt: RequestContext, network_id: str, ip_address: str
+    ) -> dict[str, str] | None:
+        result: dict[str, str] | None = self.client.call(
+            ctxt, "get_instance_port", network_id=network_id, ip_address=ip_address
+        )
         return result
 
     def update_floatingip_statuses(

@@ -9,6 +9,10 @@ As Neutron's: the port belongs to the network's project, its ``device_id`` is
 ``dhcp<uuid5(host)>-<network id>``, it is bound to the agent's host (so that host's network
 agent wires its tap like a guest's), it has port security off (a DHCP server must answer from
 its own address to any client) and one fixed IP on every IPv4 subnet with ``enable_dhcp``.
+
+With a ``notifier``, the endpoint publishes ``port_update`` after the commit when it made, rebound
+or readdressed a DHCP port (so that host's network agent wires the tap at once, and the other
+hosts learn its MAC for their FDB), and ``port_delete`` when it released one.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from control.common import rpc
 from control.common.context import RequestContext
 from control.common.db import Database
 from control.network import ipam, models
-from control.network.rpc import TOPIC, NetworkAPI
+from control.network.rpc import TOPIC, NetworkAPI, Notifier, notify
 
 LOG = logging.getLogger("cirrus.network.dhcp")
 
@@ -65,8 +69,9 @@ class DhcpEndpoint:
 
     target_version = VERSION
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, notifier: Notifier | None = None) -> None:
         self.database = database
+        self.notifier = notifier
 
     def get_dhcp_networks(self, ctxt: RequestContext, host: str) -> list[str]:
         """Ids of the networks with at least one subnet dnsmasq serves (every DHCP agent serves
@@ -89,18 +94,24 @@ class DhcpEndpoint:
         for _attempt in range(5):
             try:
                 with self.database.transaction() as sess:
-                    return self._get_or_create(sess, host, network_id)
+                    body, update = self._get_or_create(sess, host, network_id)
             except exc.IntegrityError:
                 continue  # a MAC or an address taken concurrently: try again
+            if update is not None:
+                notify(self.notifier, ctxt, "port_update", **update)
+            return body
         raise RuntimeError(f"could not create the DHCP port of network {network_id} on {host}")
 
-    def _get_or_create(self, sess: Session, host: str, network_id: str) -> dict[str, Any] | None:
+    def _get_or_create(
+        self, sess: Session, host: str, network_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        """The port's body, and the ``port_update`` arguments when it was made or changed."""
         net = sess.get(models.Network, network_id, with_for_update=True)
         if net is None:
-            return None
+            return None, None
         subnets = dhcp_subnets(net)
         if not subnets:
-            return None
+            return None, None
         device_id = dhcp_device_id(host, network_id)
         port = sess.scalars(
             select(models.Port).where(
@@ -110,6 +121,7 @@ class DhcpEndpoint:
             )
         ).first()
         created = port is None
+        previous_host = "" if port is None else port.binding_host_id or ""
         if port is None:
             port = models.Port(
                 id=str(uuid.uuid4()),
@@ -128,7 +140,10 @@ class DhcpEndpoint:
             sess.add(port)
             LOG.info("DHCP port %s of network %s on %s created", port.id, network_id, host)
         wanted = {s.id: s for s in subnets}
-        changed = False
+        changed = previous_host != host and not created
+        if changed:
+            port.binding_host_id = host
+            LOG.info("DHCP port %s rebound to %s (was %r)", port.id, host, previous_host)
         for allocation in list(port.fixed_ips):
             if allocation.subnet_id not in wanted:
                 port.fixed_ips.remove(allocation)
@@ -160,7 +175,11 @@ class DhcpEndpoint:
         if changed and not created:
             port.touch()
         sess.flush()
-        return dhcp_port_body(port)
+        update = None
+        if created or changed:
+            update = {"port_id": port.id, "network_id": port.network_id, "host": host,
+                      "previous_host": previous_host}  # fmt: skip
+        return dhcp_port_body(port), update
 
     def release_dhcp_port(self, ctxt: RequestContext, host: str, network_id: str) -> bool:
         """Delete the DHCP port of ``network_id`` on ``host``; False when there was none."""
@@ -174,8 +193,11 @@ class DhcpEndpoint:
             ).first()
             if port is None:
                 return False
+            details = {"port_id": port.id, "network_id": port.network_id,
+                       "host": port.binding_host_id, "mac_address": port.mac_address}  # fmt: skip
             sess.delete(port)
-            return True
+        notify(self.notifier, ctxt, "port_delete", **details)
+        return True
 
 
 def _free_mac(sess: Session, network_id: str) -> str:

@@ -16,11 +16,23 @@ for scheduling routers to several nodes later)::
 An interface is one router port (``network:router_interface``, ``device_id`` = the router) with
 its first IPv4 address (the first address when it has no IPv4 one); only floating IPs associated
 with a fixed address appear.
+
+The router ports of the routers answered are bound to ``host`` (``binding:host_id``, so that the
+network agent on that host wires their bridges and VXLAN and keeps their ``tap`` host ends) with
+port security off and no security groups (routed traffic carries other hosts' addresses); the
+notifications to send (``port_update`` per port whose binding changed) are appended to
+``notifications``, for the caller to publish after the commit. One l3 agent per deployment: two
+would take the ports from each other at every resync.
+
+``instance_port(network_id, ip_address)`` answers the metadata proxy: ``{"port_id",
+"device_id", "project_id"}`` of the instance port holding that address, or None.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +43,10 @@ from sqlalchemy.orm import Session
 from control.common.db import Database
 from control.network import models
 
+LOG = logging.getLogger("cirrus.network.l3")
+
 FLOATINGIP_STATUSES = ("ACTIVE", "DOWN", "ERROR")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @contextmanager
@@ -89,15 +104,21 @@ def _gateway(sess: Session, router: models.Router) -> dict[str, Any] | None:
     }
 
 
+def _interface_ports(sess: Session, router: models.Router) -> list[models.Port]:
+    return list(
+        sess.scalars(
+            select(models.Port)
+            .where(
+                models.Port.device_id == router.id,
+                models.Port.device_owner == models.DEVICE_OWNER_ROUTER_INTF,
+            )
+            .order_by(models.Port.created_at, models.Port.id)
+        ).all()
+    )
+
+
 def _interfaces(sess: Session, router: models.Router) -> list[dict[str, Any]]:
-    ports = sess.scalars(
-        select(models.Port)
-        .where(
-            models.Port.device_id == router.id,
-            models.Port.device_owner == models.DEVICE_OWNER_ROUTER_INTF,
-        )
-        .order_by(models.Port.created_at, models.Port.id)
-    ).all()
+    ports = _interface_ports(sess, router)
     subnets = _subnets(sess, {a.subnet_id for port in ports for a in port.fixed_ips})
     interfaces = []
     for port in ports:
@@ -153,15 +174,83 @@ def router_details(sess: Session, router: models.Router) -> dict[str, Any]:
     }
 
 
-def get_routers(sess_or_database: Session | Database, host: str) -> list[dict[str, Any]]:
-    """Every router with what its namespace needs (see the module's docstring). ``host`` is
-    unused while there is one network node."""
-    del host  # every router lives on the single network node
+Notification = tuple[str, dict[str, Any]]  # (fanout method, its arguments)
+
+
+def bind_router_ports(sess: Session, router: models.Router, host: str) -> list[Notification]:
+    """Bind ``router``'s interface and gateway ports to ``host`` with port security off and no
+    security groups; the notifications to send after the commit (a ``port_update`` per port
+    changed, a ``security_group_update`` for the groups that lost a member)."""
+    ports = _interface_ports(sess, router)
+    gateway = sess.get(models.Port, router.gw_port_id) if router.gw_port_id else None
+    if gateway is not None:
+        ports.append(gateway)
+    notifications: list[Notification] = []
+    for port in ports:
+        previous = port.binding_host_id or ""
+        groups = port.security_group_ids()
+        if previous == host and not port.port_security_enabled and not groups:
+            continue
+        port.binding_host_id = host
+        port.port_security_enabled = False
+        port.security_groups = []
+        port.touch()
+        LOG.info("router %s: port %s bound to %s (was %r)", router.id, port.id, host, previous)
+        notifications.append(
+            ("port_update", {"port_id": port.id, "network_id": port.network_id, "host": host,
+                             "previous_host": previous})
+        )  # fmt: skip
+        if groups:
+            notifications.append(("security_group_update", {"security_group_ids": groups}))
+    return notifications
+
+
+def get_routers(
+    sess_or_database: Session | Database,
+    host: str,
+    notifications: list[Notification] | None = None,
+) -> list[dict[str, Any]]:
+    """Every router with what its namespace needs (see the module's docstring), its ports
+    bound to ``host`` (every router lives on the single network node); what to notify after
+    the commit is appended to ``notifications``."""
+    if not isinstance(host, str) or not 0 < len(host) <= 255:
+        raise ValueError(f"invalid host {host!r}")
     with _session(sess_or_database) as sess:
         routers = sess.scalars(
             select(models.Router).order_by(models.Router.created_at, models.Router.id)
         ).all()
+        for router in routers:
+            changed = bind_router_ports(sess, router, host)
+            if notifications is not None:
+                notifications.extend(changed)
+        sess.flush()
         return [router_details(sess, router) for router in routers]
+
+
+def instance_port(
+    sess_or_database: Session | Database, network_id: str, ip_address: str
+) -> dict[str, str] | None:
+    """The instance port holding ``ip_address`` on ``network_id``: ``{port_id, device_id,
+    project_id}``; None when no port has it, or the port has no device or belongs to the
+    network itself (``network:*``: routers, DHCP, floating IPs)."""
+    if not isinstance(network_id, str) or not _UUID.match(network_id):
+        raise ValueError(f"invalid network id {network_id!r}")
+    if not isinstance(ip_address, str):
+        raise ValueError(f"invalid IP address {ip_address!r}")
+    address = str(ipaddress.ip_address(ip_address))  # ValueError when it is none
+    with _session(sess_or_database) as sess:
+        port = sess.scalars(
+            select(models.Port)
+            .join(models.IPAllocation, models.IPAllocation.port_id == models.Port.id)
+            .where(
+                models.IPAllocation.network_id == network_id,
+                models.IPAllocation.ip_address == address,
+            )
+            .order_by(models.Port.created_at)
+        ).first()
+        if port is None or not port.device_id or port.device_owner.startswith("network:"):
+            return None
+        return {"port_id": port.id, "device_id": port.device_id, "project_id": port.project_id}
 
 
 def update_floatingip_statuses(

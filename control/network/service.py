@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from control.common import config as config_mod
 from control.common import db, rpc, service
-from control.network.rpc import TOPIC, NetworkEndpoint
+from control.network.rpc import FANOUT, TOPIC, NetworkEndpoint
 from control.network.rpc_dhcp import DhcpEndpoint
 
 CONFIG = "network"
@@ -43,11 +43,16 @@ def build(conf: config_mod.Config) -> NetworkRPC:
     transport = rpc.Transport(
         conf.get("rpc", "transport_url"), exchange=conf.get("rpc", "exchange", "cirrus")
     )
-    endpoint = NetworkEndpoint(database, conf.get_float("network", "agent_down_time", 75.0))
+    # Router and DHCP ports the endpoint binds are announced to the agents on the fanout
+    # (rpc.notify logs a failed publish: a broker hiccup never fails the call).
+    notifier = rpc.FanoutPublisher(transport, FANOUT, timeout=5.0)
+    endpoint = NetworkEndpoint(
+        database, conf.get_float("network", "agent_down_time", 75.0), notifier=notifier
+    )
     server = rpc.RPCServer(
         transport,
         TOPIC,
-        [endpoint, DhcpEndpoint(database)],
+        [endpoint, DhcpEndpoint(database, notifier=notifier)],
         executor_threads=conf.get_int("network", "rpc_executor_threads", 8),
     )
     return NetworkRPC(server, transport, database)

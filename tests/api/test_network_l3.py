@@ -93,6 +93,12 @@ def test_router_gateway_and_interfaces(network: NetworkEnv, external: dict[str, 
     resp = network.put(f"/routers/{router['id']}/add_router_interface", {"port_id": own_port["id"]})
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["port_id"] == own_port["id"]
+    assert own_port["port_security_enabled"] is True and own_port["security_groups"]
+    # a router port: port security off and no groups, as the ones it makes itself
+    for port_id in (own_port["id"], answer["port_id"]):
+        shown = network.show("port", port_id, "admin")
+        assert shown["port_security_enabled"] is False
+        assert shown["security_groups"] == []
 
     resp = network.put(
         f"/routers/{router['id']}/remove_router_interface", {"subnet_id": inner["_subnet"]}

@@ -6,8 +6,10 @@ namespace on an internal bridge and an "external" namespace on the external brid
 ranges. The router namespaces are the agent's own ``qrouter-<random uuid>``. Only the RPC side is
 fake: an object answering ``get_routers`` with the shape of control/network/rpc_l3.py.
 Reachability is checked with a tiny UDP echo that answers the address it saw the request from.
-Every namespace made here (``cirl3-*-<suffix>``, the routers' ``qrouter-*``) is deleted by name at
-the end, test failed or not.
+The metadata proxy (agents/l3/metadata_proxy.py) is checked with a guest's HTTP request to
+169.254.169.254 answered by a stub metadata API in the test's own namespace that verifies the
+signature. Every namespace made here (``cirl3-*-<suffix>``, the routers' ``qrouter-*``) is
+deleted by name at the end, test failed or not.
 
 Database part (MariaDB): routers, interfaces, gateways and floating IPs made through the network
 API (tests/api/network_env.py), then ``rpc_l3.get_routers`` and ``update_floatingip_statuses``.
@@ -16,22 +18,27 @@ API (tests/api/network_env.py), then ``rpc_l3.get_routers`` and ``update_floatin
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from agents.l3 import rules
 from agents.l3.agent import L3Agent
+from agents.l3.metadata_proxy import MetadataProxy
 from agents.network import linux
 from control.common.context import RequestContext
+from control.metadata import signing
 from control.network import naming
 
 ECHO_SERVER = """
@@ -61,6 +68,18 @@ sys.exit(1)
 
 PORT = 4789 + 1000
 
+# A guest's HTTP GET (no proxy from the environment): prints the status, then the body.
+HTTP_CLIENT = """
+import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    answer = opener.open(sys.argv[1], timeout=10)
+    print(answer.status)
+    print(answer.read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
 
 def _unavailable() -> str | None:
     if os.geteuid() != 0:
@@ -89,6 +108,7 @@ class FakeAPI:
         self.routers: list[dict[str, Any]] = []
         self.statuses: dict[str, str] = {}
         self.reports: list[dict[str, Any]] = []
+        self.instances: dict[tuple[str, str], dict[str, str]] = {}  # (network, ip) -> port
 
     def report_state(
         self, ctxt: RequestContext, host: str, agent_type: str, binary: str, *a: Any, **k: Any
@@ -104,6 +124,49 @@ class FakeAPI:
     ) -> int:
         self.statuses.update(statuses)
         return len(statuses)
+
+    def get_instance_port(
+        self, ctxt: RequestContext, network_id: str, ip_address: str
+    ) -> dict[str, str] | None:
+        return self.instances.get((network_id, ip_address))
+
+
+class MetadataStub:
+    """metadata-api's stand-in on 127.0.0.1: checks the signature (403 when wrong) and answers
+    what it was told, as JSON."""
+
+    def __init__(self, secret: str) -> None:
+        seen: list[dict[str, str]] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                instance = self.headers.get(signing.INSTANCE_ID, "")
+                seen.append({"path": self.path, **dict(self.headers)})
+                ok = signing.verify(secret, instance, self.headers.get(signing.SIGNATURE, ""))
+                body = json.dumps({
+                    "uuid": instance,
+                    "project_id": self.headers.get(signing.TENANT_ID),
+                    "address": self.headers.get(signing.FORWARDED_FOR),
+                    "path": self.path,
+                }).encode()  # fmt: skip
+                self.send_response(200 if ok else 403)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Lab:
@@ -209,6 +272,12 @@ class Lab:
         proc = sh("ip", "netns", "exec", ns, sys.executable, "-c", ECHO_CLIENT, dst, str(PORT),
                   check=False)  # fmt: skip
         return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def fetch(self, ns: str, url: str) -> tuple[int, str]:
+        """Status and body of a GET of ``url`` from ``ns``."""
+        proc = sh("ip", "netns", "exec", ns, sys.executable, "-c", HTTP_CLIENT, url)
+        status, _, body = proc.stdout.partition("\n")
+        return int(status), body.strip()
 
     def close(self) -> None:
         for proc in self.processes:
@@ -331,6 +400,59 @@ def test_invalid_router_is_skipped_and_others_wired(lab: Lab) -> None:
     assert naming.router_namespace(bad["id"]) not in namespaces()
 
 
+@pytest.mark.slow
+def test_metadata_proxy(lab: Lab) -> None:
+    secret = secrets.token_hex(16)
+    stub = MetadataStub(secret)
+    proxy = MetadataProxy(lab.api, "127.0.0.1", secret, port=stub.port)
+    lab.agent.hooks.append(proxy)
+    try:
+        internal_net = str(uuid.uuid4())
+        vm = lab.endpoint("vm", internal_net, lab.intl(5), lab.intl(1))
+        stranger = lab.endpoint("vm2", internal_net, lab.intl(6), lab.intl(1))
+        router = lab.router(internal_net, lab.ext(10), [])
+        router["gateway"] = None  # the metadata proxy needs no gateway
+        ns = naming.router_namespace(router["id"])
+        instance, project = str(uuid.uuid4()), secrets.token_hex(16)
+        lab.api.instances[(internal_net, lab.intl(5))] = {
+            "port_id": str(uuid.uuid4()), "device_id": instance, "project_id": project,
+        }  # fmt: skip
+
+        assert lab.agent.resync().wired == [router["id"]]
+        assert proxy.listening() == {ns}
+        table = sh("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "cirrus-metadata")
+        assert "redirect to :9697" in table.stdout
+
+        url = "http://169.254.169.254/openstack/latest/meta_data.json?x=1"
+        status, body = lab.fetch(vm, url)
+        assert status == 200, body
+        assert json.loads(body) == {"uuid": instance, "project_id": project,
+                                    "address": lab.intl(5),
+                                    "path": "/openstack/latest/meta_data.json?x=1"}  # fmt: skip
+        assert signing.verify(secret, instance, stub.seen[-1][signing.SIGNATURE])
+
+        # an address no instance port has: 404, and metadata-api is never asked
+        asked = len(stub.seen)
+        assert lab.fetch(stranger, url)[0] == 404
+        assert len(stub.seen) == asked
+
+        # a resync keeps the same listener
+        listener = proxy._routers[ns]
+        lab.agent.resync()
+        assert proxy._routers[ns] is listener
+        assert lab.fetch(vm, url)[0] == 200
+
+        # the router goes: its listener is closed before its namespace is deleted
+        lab.api.routers.clear()
+        assert lab.agent.resync().removed == [ns]
+        assert proxy.listening() == set()
+        assert listener.server.socket.fileno() == -1
+        assert not listener.thread.is_alive()
+    finally:
+        proxy.stop()
+        stub.close()
+
+
 # -- get_routers against a real network database ---------------------------------------------
 
 
@@ -370,7 +492,24 @@ def test_get_routers_from_the_database(network: Any) -> None:
     bare = network.create("router", name=unique("r"))
 
     database = network.app.extensions["cirrus.db"]
-    routers = {r["id"]: r for r in rpc_l3.get_routers(database, "any-host")}
+    sent: list[rpc_l3.Notification] = []
+    routers = {r["id"]: r for r in rpc_l3.get_routers(database, "net-host", sent)}
+    gw_port = routers[router["id"]]["gateway"]["port_id"]
+    assert {(m, k["port_id"]) for m, k in sent if k.get("host") == "net-host"} >= {
+        ("port_update", intf_port), ("port_update", gw_port)
+    }
+    for port_id in (intf_port, gw_port):
+        shown = network.show("port", port_id, "admin")
+        assert shown["binding:host_id"] == "net-host" and shown["port_security_enabled"] is False
+    assert network.show("port", vm_port["id"], "admin")["binding:host_id"] == ""
+    again: list[rpc_l3.Notification] = []
+    rpc_l3.get_routers(database, "net-host", again)
+    assert again == []
+    with pytest.raises(ValueError):
+        rpc_l3.get_routers(database, "")
+    address = vm_port["fixed_ips"][0]["ip_address"]
+    assert rpc_l3.instance_port(database, inner["id"], address) is None  # no device yet
+    assert rpc_l3.instance_port(database, inner["id"], "10.120.0.1") is None  # the router's
     assert routers[bare["id"]]["gateway"] is None
     assert routers[bare["id"]]["interfaces"] == []
     found = routers[router["id"]]

@@ -1,6 +1,7 @@
 """The network RPC contract against the private RabbitMQ and MariaDB: agents' calls to the
 ``network`` topic (report_state, get_host_ports, get_network_ports, get_vxlan_peers,
-update_port_status) and the API's fanout notifications after commits."""
+update_port_status, get_routers binding router ports, get_instance_port) and the fanout
+notifications published after commits by the API and by the endpoint itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from control.common import rpc
 from control.common.context import RequestContext
 from control.common.db import Database
-from control.network.rpc import FANOUT, TOPIC, NetworkAPI, NetworkEndpoint
+from control.network import models
+from control.network.rpc import FANOUT, TOPIC, AgentNotifier, NetworkAPI, NetworkEndpoint
 from tests.api import network_env
 from tests.api.network_env import NetworkEnv
 from tests.fixtures.identity_server import IdentityServer
@@ -82,9 +84,9 @@ def env(
         database = Database(env.db_url)
         transport = rpc.Transport(rabbitmq.url, exchange=exchange)
         listener = Listener()
-        server = rpc.RPCServer(
-            transport, TOPIC, [NetworkEndpoint(database, agent_down_time=5)], executor_threads=2
-        )
+        notifier = AgentNotifier(rabbitmq.url, exchange=exchange)
+        endpoint = NetworkEndpoint(database, agent_down_time=5, notifier=notifier)
+        server = rpc.RPCServer(transport, TOPIC, [endpoint], executor_threads=2)
         agent = rpc.RPCServer(transport, "network.agent-test", [listener], fanout=FANOUT)
         server.start()
         agent.start()
@@ -94,6 +96,7 @@ def env(
             for part in (agent, server):
                 part.stop()
                 part.wait()
+            notifier.close()
             transport.close()
             database.dispose()
 
@@ -185,3 +188,77 @@ def test_bound_port_details_and_notifications(
     (details,) = api.get_host_ports(RequestContext(), host)
     http = next(r for r in details["security_group_rules"] if r["id"] == rule["id"])
     assert peer["fixed_ips"][0]["ip_address"] not in http["remote_ips"]
+
+
+def test_router_ports_bound_to_the_l3_host(env: tuple[NetworkEnv, NetworkAPI, Listener]) -> None:
+    network, api, listener = env
+    ctxt = RequestContext(roles=["admin", "service"])
+    host = f"network-{secrets.token_hex(3)}"
+    external = network.network(
+        "admin",
+        **{"router:external": True, "provider:network_type": "flat",
+           "provider:physical_network": "physnet2"},
+    )  # fmt: skip
+    network.create("subnet", "admin", network_id=external["id"], ip_version=4,
+                   cidr="198.51.100.0/24")  # fmt: skip
+    inner = network.network(cidr="10.201.0.0/24")
+    router = network.create("router", external_gateway_info={"network_id": external["id"]})
+    resp = network.put(
+        f"/routers/{router['id']}/add_router_interface", {"subnet_id": inner["_subnet"]}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    intf = resp.get_json()["port_id"]
+    gw = next(
+        p["id"]
+        for p in network.listing("port", f"device_id={router['id']}", "admin")
+        if p["device_owner"] == "network:router_gateway"
+    )
+    # an older router port: bound elsewhere, port security on, in the default group
+    default = network.listing("security_group", "name=default")[0]["id"]
+    with network.app.extensions["cirrus.db"].transaction() as sess:
+        port = sess.get(models.Port, intf)
+        port.binding_host_id = "elsewhere"
+        port.port_security_enabled = True
+        port.security_groups = [
+            models.PortSecurityGroup(port_id=intf, security_group_id=default)
+        ]
+
+    assert router["id"] in {r["id"] for r in api.get_routers(ctxt, host)}
+    assert listener.wait_for("port_update", port_id=intf, host=host)["previous_host"] == (
+        "elsewhere"
+    )
+    assert listener.wait_for("port_update", port_id=gw, host=host)["previous_host"] == ""
+    listener.wait_for("security_group_update", security_group_ids=[default])
+    for port_id in (intf, gw):
+        shown = network.show("port", port_id, "admin")
+        assert shown["binding:host_id"] == host
+        assert shown["binding:vif_type"] == "bridge"
+        assert shown["port_security_enabled"] is False
+        assert shown["security_groups"] == []
+    wired = {p["id"]: p for p in api.get_host_ports(ctxt, host)}
+    assert set(wired) == {intf, gw}
+    assert wired[intf]["security_group_ids"] == []
+    revision = network.show("port", intf, "admin")["revision_number"]
+    api.get_routers(ctxt, host)  # nothing left to change
+    assert network.show("port", intf, "admin")["revision_number"] == revision
+
+    # the metadata proxy's question: which instance has this address on this network?
+    vm = network.create("port", network_id=inner["id"])
+    resp = network.put(
+        f"/ports/{vm['id']}",
+        {"port": {"device_id": "4a1c9a52-3b0e-4d7a-9c6e-0b3f2a1d4e5f",
+                  "device_owner": "compute:nova"}},
+        "admin",
+    )  # fmt: skip
+    assert resp.status_code == 200, resp.get_json()
+    address = vm["fixed_ips"][0]["ip_address"]
+    assert api.get_instance_port(ctxt, inner["id"], address) == {
+        "port_id": vm["id"],
+        "device_id": "4a1c9a52-3b0e-4d7a-9c6e-0b3f2a1d4e5f",
+        "project_id": network.project_id("a"),
+    }
+    assert api.get_instance_port(ctxt, inner["id"], "10.201.0.1") is None  # the router's
+    assert api.get_instance_port(ctxt, inner["id"], "10.201.0.250") is None
+    assert api.get_instance_port(ctxt, external["id"], address) is None
+    with pytest.raises(rpc.RemoteError):
+        api.get_instance_port(ctxt, inner["id"], "10.201.0.1; reboot")

@@ -2,7 +2,11 @@
 ``network_id``, ``enable_snat``, ``external_fixed_ips``) and interfaces
 (``PUT .../add_router_interface`` / ``remove_router_interface`` by ``subnet_id`` or ``port_id``).
 As in Neutron, an interface is a port with ``device_owner: network:router_interface`` and the
-gateway one with ``network:router_gateway``; a router with interfaces cannot be deleted."""
+gateway one with ``network:router_gateway``; a router with interfaces cannot be deleted.
+
+Router ports have port security off and no security groups (a router forwards other hosts'
+addresses); the l3 agent's ``get_routers`` binds them to its host (``control/network/rpc_l3.py``).
+A router port that goes is notified as ``port_delete`` besides the ``router_update``."""
 
 from __future__ import annotations
 
@@ -125,9 +129,23 @@ def _gateway_attributes(info: dict[str, Any] | None) -> list[str]:
     return [f"external_gateway_info:{key}" for key in info if key != "network_id"]
 
 
-def _set_gateway(router: models.Router, info: dict[str, Any] | None) -> None:
-    """Replace the router's gateway with ``info`` (None: remove it)."""
+def _deleted(port: models.Port) -> dict[str, Any]:
+    """The ``port_delete`` notification's arguments."""
+    return {"port_id": port.id, "network_id": port.network_id, "host": port.binding_host_id,
+            "mac_address": port.mac_address}  # fmt: skip
+
+
+def _notify_deleted(deleted: list[dict[str, Any]]) -> None:
+    for details in deleted:
+        if details["host"]:
+            common.notify("port_delete", **details)
+
+
+def _set_gateway(router: models.Router, info: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Replace the router's gateway with ``info`` (None: remove it); the removed port's
+    ``port_delete`` arguments."""
     sess = db.session()
+    deleted: list[dict[str, Any]] = []
     current = gateway_port(router)
     if info is None or (current is not None and info["network_id"] != router.gw_network_id):
         if router.gw_network_id:
@@ -142,6 +160,7 @@ def _set_gateway(router: models.Router, info: dict[str, Any] | None) -> None:
                     "RouterExternalGatewayInUseByFloatingIp",
                 )
         if current is not None:
+            deleted.append(_deleted(current))
             router.gw_port_id = None
             sess.flush()
             sess.delete(current)
@@ -149,7 +168,7 @@ def _set_gateway(router: models.Router, info: dict[str, Any] | None) -> None:
         router.gw_network_id = None
         current = None
     if info is None:
-        return
+        return deleted
     net = networks.find_network(info["network_id"])
     if not net.router_external:
         raise bad_request(
@@ -171,6 +190,7 @@ def _set_gateway(router: models.Router, info: dict[str, Any] | None) -> None:
         router.gw_network_id = net.id
     elif "external_fixed_ips" in info:
         ports.set_fixed_ips(current, net, info["external_fixed_ips"] or None)
+    return deleted
 
 
 @bp.get("/v2.0/routers")
@@ -218,14 +238,16 @@ def update_router(router_id: str) -> Response:
     router = find_router(router_id, lock=True)
     attributes = list(body) + _gateway_attributes(body.get("external_gateway_info"))
     enforce_attributes("update", "router", attributes, target(router))
+    deleted = []
     if "external_gateway_info" in body:
-        _set_gateway(router, body["external_gateway_info"] or None)
+        deleted = _set_gateway(router, body["external_gateway_info"] or None)
     for key in ("name", "description", "admin_state_up"):
         if key in body:
             setattr(router, key, body[key])
     router.touch()
     db.commit()
     common.notify("router_update", router_id=router.id)
+    _notify_deleted(deleted)
     return respond({"router": show_body(router)})
 
 
@@ -236,10 +258,11 @@ def delete_router(router_id: str) -> Response:
     enforce("delete_router", target(router))
     if interface_ports(router.id):
         raise conflict(f"Router {router.id} still has ports", "RouterInUse")
-    _set_gateway(router, None)
+    deleted = _set_gateway(router, None)
     sess.delete(router)
     db.commit()
     common.notify("router_update", router_id=router_id)
+    _notify_deleted(deleted)
     return no_content()
 
 
@@ -289,11 +312,14 @@ def add_interface(router_id: str) -> Response:
             raise bad_request("Bad router request: Router port must have at least one fixed IP.")
         for allocation in port.fixed_ips:
             _check_subnet_free(router, subnets.find_subnet(allocation.subnet_id))
+        group_ids = port.security_group_ids()
         port.device_id = router.id
         port.device_owner = models.DEVICE_OWNER_ROUTER_INTF
+        port.port_security_enabled = False
         port.security_groups = []
         port.touch()
     else:
+        group_ids = []
         assert subnet_id is not None
         subnet = subnets.find_subnet(subnet_id)
         net = networks.find_network(subnet.network_id)
@@ -320,6 +346,8 @@ def add_interface(router_id: str) -> Response:
     router.touch()
     db.commit()
     common.notify("router_update", router_id=router.id)
+    if group_ids:  # the groups lost a member
+        common.notify("security_group_update", security_group_ids=group_ids)
     return respond(render.router_interface(router, port))
 
 
@@ -354,10 +382,12 @@ def remove_interface(router_id: str) -> Response:
                 "cannot be deleted, as it is required by one or more floating IPs.",
                 "RouterInterfaceInUseByFloatingIP",
             )
+    deleted = _deleted(port)
     sess.delete(port)
     router.touch()
     db.commit()
     common.notify("router_update", router_id=router.id)
+    _notify_deleted([deleted])
     return respond(answer)
 
 
