@@ -351,6 +351,9 @@ class Session:
         self.token: str | None = None
         self.catalog: list = []
         self.auth_url = ""
+        #: The project and user of the token (ids), once logged in; ``None`` when unscoped.
+        self.project_id: str | None = None
+        self.user_id: str | None = None
 
     def authenticate(self) -> None:
         """Get a token and the catalog; :class:`APIError` when refused or unreachable."""
@@ -385,6 +388,8 @@ class Session:
         )
         token_body = (response.body or {}).get("token") or {}
         self.catalog = token_body.get("catalog") or []
+        self.project_id = (token_body.get("project") or {}).get("id")
+        self.user_id = (token_body.get("user") or {}).get("id")
         if not self.token:
             raise APIError(
                 f"the identity service at {self.auth_url} answered without an X-Subject-Token "
