@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 # Bump when the recipe below changes in a way that changes the output.
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "5"
 
 READY_LINE = "CIRRUS-GUEST-READY"
 KERNEL_CMDLINE = "console=ttyS0 quiet"
@@ -199,13 +199,16 @@ echo "CIRRUS-GUEST-METADATA ok keys=$(grep -c . /root/.ssh/authorized_keys)"
 if wget -q -T 3 -O /run/user-data "$base/user_data" && [ -s /run/user-data ]; then
     if [ "$(head -c 2 /run/user-data)" = "#!" ]; then
         # In the background, as cloud-init does it after boot: a script that runs long (a ping
-        # loop) does not hold back the ready line. Its output goes to the console, prefixed.
+        # loop) does not hold back the ready line. Its output goes to the console line by line as
+        # it comes (shell builtins: nothing buffers it), prefixed, then its exit status.
         chmod 700 /run/user-data
         (
-            /run/user-data > /run/user-data.log 2>&1
-            rc=$?
-            sed 's/^/CIRRUS-USER-DATA: /' /run/user-data.log
-            echo "CIRRUS-GUEST-USER-DATA exit=$rc"
+            { /run/user-data 2>&1; echo "CIRRUS-RC=$?"; } | while IFS= read -r line; do
+                case "$line" in
+                    CIRRUS-RC=*) echo "CIRRUS-GUEST-USER-DATA exit=${line#CIRRUS-RC=}" ;;
+                    *) echo "CIRRUS-USER-DATA: $line" ;;
+                esac
+            done
         ) &
     fi
 fi
