@@ -64,7 +64,8 @@ options:
       - Passed as it is as the C(networks) of the create request, a list of mappings each with
         C(uuid) (a network id), C(port) (a port id) or C(fixed_ip). Left out of the request when
         not given.
-      - Cirrus has no network service yet; its servers boot with no NIC.
+      - Left out, the compute API picks the project's only network, or boots with no NIC when
+        there is none (docs/compute.md).
     type: list
     elements: dict
   reboot_type:

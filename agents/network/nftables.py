@@ -31,6 +31,7 @@ from typing import Any
 
 from agents.network import linux
 from control.network import naming
+from control.network.protocols import ICMP_PROTOCOLS, PORT_PROTOCOLS, PROTOCOLS
 
 LOG = logging.getLogger("cirrus.network.nftables")
 
@@ -39,35 +40,6 @@ MAX_PORTS = 0xFFFF
 EGRESS_MASK = 0xFFFF0000
 INGRESS_MASK = 0x0000FFFF
 
-# IANA numbers of the protocol names Neutron accepts (the API stores names or numbers).
-PROTOCOLS = {
-    "ah": 51,
-    "dccp": 33,
-    "egp": 8,
-    "esp": 50,
-    "gre": 47,
-    "hopopt": 0,
-    "icmp": 1,
-    "igmp": 2,
-    "ipip": 4,
-    "ipv6-encap": 41,
-    "ipv6-frag": 44,
-    "ipv6-icmp": 58,
-    "icmpv6": 58,
-    "ipv6-nonxt": 59,
-    "ipv6-opts": 60,
-    "ipv6-route": 43,
-    "ospf": 89,
-    "pgm": 113,
-    "rsvp": 46,
-    "sctp": 132,
-    "tcp": 6,
-    "udp": 17,
-    "udplite": 136,
-    "vrrp": 112,
-}
-PORT_PROTOCOLS = {6, 17, 33, 132, 136}
-ICMP_PROTOCOLS = {1, 58}
 _PORT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

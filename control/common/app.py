@@ -4,6 +4,9 @@
 authentication of ``X-Auth-Token`` on every endpoint not marked :func:`public`, access logging, a
 ``/healthcheck`` endpoint and a body size limit. Each service's ``create_app()`` calls it with its
 blueprints, its token authenticator and its policy defaults.
+
+Beside it, the helpers every service's views share: :func:`respond` (a JSON answer),
+:func:`no_content`, :func:`context`, :func:`project_id` and :func:`is_admin`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from control.common import errors, log
+from control.common import errors, log, policy
 from control.common.config import Config
 from control.common.context import RequestContext, new_request_id
 
@@ -39,6 +42,13 @@ def public(view: F) -> F:
 def no_content() -> Response:
     """204 with no body (deletes, grants, uploads)."""
     return Response(status=204)
+
+
+def respond(body: Any, status: int = 200) -> Response:
+    """``body`` as JSON with ``status`` (the answer of most views)."""
+    response = jsonify(body)
+    response.status_code = status
+    return response
 
 
 def error_response(error: errors.APIError) -> Response:
@@ -154,3 +164,13 @@ def context() -> RequestContext:
     """The context of the current request (set by authentication)."""
     ctxt: RequestContext = g.context
     return ctxt
+
+
+def project_id() -> str:
+    """The project the caller's token is scoped to; ``""`` for an unscoped token."""
+    return context().project_id or ""
+
+
+def is_admin() -> bool:
+    """Whether the caller passes the service's ``context_is_admin`` rule."""
+    return policy.allowed("context_is_admin")

@@ -112,7 +112,17 @@ def bridge_name(network_id: str) -> str:
     return f"brq{network_id[:11]}"
 
 
-def port(p: models.Port) -> dict[str, Any]:
+def port(
+    p: models.Port,
+    fixed_ips: list[dict[str, str]] | None = None,
+    security_groups: list[str] | None = None,
+) -> dict[str, Any]:
+    """The port's body; a list passes its ``fixed_ips`` and sorted ``security_groups``, loaded
+    for the whole page, and the port's own collections are then not read."""
+    if fixed_ips is None:
+        fixed_ips = [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in p.fixed_ips]
+    if security_groups is None:
+        security_groups = p.security_group_ids()
     return {
         "id": p.id,
         "name": p.name,
@@ -122,8 +132,8 @@ def port(p: models.Port) -> dict[str, Any]:
         "status": p.status,
         "device_id": p.device_id,
         "device_owner": p.device_owner,
-        "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in p.fixed_ips],
-        "security_groups": p.security_group_ids(),
+        "fixed_ips": fixed_ips,
+        "security_groups": security_groups,
         "port_security_enabled": p.port_security_enabled,
         "allowed_address_pairs": list(p.allowed_address_pairs or []),
         "binding:host_id": p.binding_host_id,

@@ -6,10 +6,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 
-from control.common import errors, policy
+from control.common import errors
 from control.common.app import context
+from control.common.app import is_admin as is_admin
+from control.common.app import project_id as project_id
+from control.common.app import respond as respond
 
 QUOTA_RESOURCES = ("instances", "cores", "ram", "key_pairs", "metadata_items")
 DEFAULT_QUOTAS = {
@@ -41,22 +44,8 @@ def settings() -> ComputeSettings:
     return found
 
 
-def is_admin() -> bool:
-    return policy.allowed("context_is_admin")
-
-
-def project_id() -> str:
-    return context().project_id or ""
-
-
 def user_id() -> str:
     return context().user_id or ""
-
-
-def respond(body: Any, status: int = 200) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
 
 
 def base_url() -> str:

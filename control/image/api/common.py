@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 
 from control.common import db, errors, policy
-from control.common.app import (
-    context,
-)
+from control.common.app import context
+from control.common.app import is_admin as is_admin
+from control.common.app import respond as respond
 from control.image import models
 from control.image.inspect import Inspector
 from control.image.store import ImageStore
@@ -46,10 +46,6 @@ class ImageSettings:
 def settings() -> ImageSettings:
     found: ImageSettings = current_app.extensions["cirrus.image"]
     return found
-
-
-def is_admin() -> bool:
-    return policy.allowed("context_is_admin")
 
 
 def project_id() -> str | None:
@@ -115,9 +111,3 @@ def query_bool(name: str) -> bool | None:
             "Valid values are 'true' or 'false'."
         )
     return value == "true"
-
-
-def respond(body: Any, status: int = 200) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response

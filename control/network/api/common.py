@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, g, request
 from sqlalchemy import Select, and_, false, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from control.common import db, errors, policy, validation
 from control.common.app import context
+from control.common.app import is_admin as is_admin
+from control.common.app import project_id as project_id
+from control.common.app import respond as respond
 from control.network import ipam
 
 
@@ -38,24 +41,10 @@ def settings() -> NetworkSettings:
     return found
 
 
-def is_admin() -> bool:
-    return policy.allowed("context_is_admin")
-
-
 def sees_all_ports() -> bool:
     """Admins, and services (role ``service``: compute binding the ports it made for a server
     of any project), see every port."""
     return is_admin() or policy.allowed("service_role")
-
-
-def project_id() -> str:
-    return context().project_id or ""
-
-
-def respond(body: Any, status: int = 200) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
 
 
 def notify(method: str, **kwargs: Any) -> None:
@@ -130,15 +119,21 @@ def enforce_attributes(
             enforce(rule, target)
 
 
+def _attribute_rules(resource: str) -> list[tuple[str, str]]:
+    """The ``(rule, attribute)`` of every ``get_<resource>:<attribute>`` rule, found once per
+    request (a list renders many bodies)."""
+    found: dict[str, list[tuple[str, str]]] = g.setdefault("cirrus_attribute_rules", {})
+    if resource not in found:
+        rules: Mapping[str, Any] = current_app.extensions["cirrus.policy"].rules
+        prefix = f"get_{resource}:"
+        found[resource] = [(rule, rule[len(prefix) :]) for rule in rules if rule.startswith(prefix)]
+    return found[resource]
+
+
 def hide_attributes(resource: str, body: dict[str, Any], target: Mapping[str, Any]) -> None:
     """Remove the attributes the caller may not see (``get_<resource>:<attribute>`` rules)."""
-    rules: Mapping[str, Any] = current_app.extensions["cirrus.policy"].rules
-    prefix = f"get_{resource}:"
     cache: dict[str, bool] = g.setdefault("cirrus_visible_attributes", {})
-    for rule in rules:
-        if not rule.startswith(prefix):
-            continue
-        attribute = rule[len(prefix) :]
+    for rule, attribute in _attribute_rules(resource):
         if attribute not in body:
             continue
         key = f"{rule}|{target.get('project_id')}|{target.get('network_project_id')}"
@@ -258,9 +253,14 @@ def list_response(
     listing: Listing,
     query: Select[Any],
     render: Callable[[Any], dict[str, Any]],
+    prefetch: Callable[[list[Any]], None] | None = None,
 ) -> Response:
     """Answer ``{"<collection>": [...], "<collection>_links": [...]}`` for ``query`` (already
-    restricted to what the caller may see)."""
+    restricted to what the caller may see).
+
+    ``prefetch``, when given, is called once with the rows of the page before any is rendered:
+    it loads what rendering them needs in one query per kind rather than one per row.
+    """
     query = listing.filtered(query)
     order = listing.sort_keys()
     sess = db.session()
@@ -283,6 +283,8 @@ def list_response(
     rows = list(sess.scalars(query.limit(limit + 1)).unique())
     more = len(rows) > limit
     rows = rows[:limit]
+    if prefetch is not None and rows:
+        prefetch(rows)
     items = [only_fields(render(row)) for row in rows]
     body: dict[str, Any] = {listing.collection: items}
     if more and raw_limit not in (None, ""):

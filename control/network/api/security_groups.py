@@ -33,40 +33,12 @@ from control.network.api.common import (
     not_found,
     respond,
 )
+from control.network.protocols import ICMP_PROTOCOLS, PORT_PROTOCOLS, PROTOCOLS
 
 LOG = logging.getLogger("cirrus.network")
 
 bp = Blueprint("network_security_groups", __name__)
 
-# IANA protocol numbers of the names Neutron accepts.
-PROTOCOLS = {
-    "ah": 51,
-    "dccp": 33,
-    "egp": 8,
-    "esp": 50,
-    "gre": 47,
-    "hopopt": 0,
-    "icmp": 1,
-    "igmp": 2,
-    "ipip": 4,
-    "ipv6-encap": 41,
-    "ipv6-frag": 44,
-    "ipv6-icmp": 58,
-    "icmpv6": 58,
-    "ipv6-nonxt": 59,
-    "ipv6-opts": 60,
-    "ipv6-route": 43,
-    "ospf": 89,
-    "pgm": 113,
-    "rsvp": 46,
-    "sctp": 132,
-    "tcp": 6,
-    "udp": 17,
-    "udplite": 136,
-    "vrrp": 112,
-}
-PORT_PROTOCOLS = {6, 17, 33, 132, 136}
-ICMP_PROTOCOLS = {1, 58}
 
 GROUP_CREATE = {
     "type": "object",
