@@ -8,7 +8,8 @@ Configuration (``/etc/cirrus/dhcp-agent.conf``)::
     transport_url = amqp://...
     exchange = cirrus
     [dhcp]
-    state_path = /var/lib/cirrus/dhcp   # per network: host/opts files, PID file
+    state_path = /var/lib/cirrus-dhcp   # per network: host/opts files, PID file (readable by
+                                     # dnsmasq once it runs as nobody: not under /var/lib/cirrus)
     lease_time = 86400               # seconds, or "infinite"
     dnsmasq = dnsmasq                # the binary (package dnsmasq-base)
     dns_servers =                    # offered when a subnet has no dns_nameservers
@@ -69,7 +70,7 @@ def build(conf: config_mod.Config) -> Agent:
         host,
         DhcpAPI(transport),
         linux.IpRoute(),
-        conf.get("dhcp", "state_path", "/var/lib/cirrus/dhcp"),
+        conf.get("dhcp", "state_path", "/var/lib/cirrus-dhcp"),
         dnsmasq_binary=conf.get("dhcp", "dnsmasq", "dnsmasq"),
         lease_time=lease_time,
         dns_servers=dns_servers,
