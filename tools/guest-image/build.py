@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 # Bump when the recipe below changes in a way that changes the output.
-RECIPE_VERSION = "5"
+RECIPE_VERSION = "6"
 
 READY_LINE = "CIRRUS-GUEST-READY"
 KERNEL_CMDLINE = "console=ttyS0 quiet"
@@ -182,9 +182,17 @@ HOOK_METADATA = """\
 #!/bin/sh
 # 20-metadata: the instance's metadata, its SSH keys and user-data from 169.254.169.254.
 [ -s /run/cirrus-ip ] || exit 0
-base=http://169.254.169.254/openstack/latest
+base=/openstack/latest
+# GET a path from the metadata service into a file (the body only; a status other than 200 fails).
+# With nc: the static busybox's wget crashes (Debian 12's busybox-static, any URL).
+http_get() {
+    printf 'GET %s HTTP/1.0\\r\\nHost: 169.254.169.254\\r\\n\\r\\n' "$1" \\
+        | nc -w 3 169.254.169.254 80 > /run/http.out 2>/dev/null || return 1
+    head -n 1 /run/http.out | grep -q ' 200 ' || return 1
+    awk '{ if (body) print; else { sub(/\\r$/, ""); if ($0 == "") body = 1 } }' /run/http.out > "$2"
+}
 for attempt in 1 2 3 4 5; do
-    wget -q -T 3 -O /run/meta_data.json "$base/meta_data.json" && break
+    http_get "$base/meta_data.json" /run/meta_data.json && break
     rm -f /run/meta_data.json
     sleep 1
 done
@@ -196,7 +204,7 @@ mkdir -p /root/.ssh
 tr ',' '\\n' < /run/meta_data.json | sed -n 's/.*"data": *"\\([^"]*\\)".*/\\1/p' \\
     | sed 's/\\\\n$//' > /root/.ssh/authorized_keys
 echo "CIRRUS-GUEST-METADATA ok keys=$(grep -c . /root/.ssh/authorized_keys)"
-if wget -q -T 3 -O /run/user-data "$base/user_data" && [ -s /run/user-data ]; then
+if http_get "$base/user_data" /run/user-data && [ -s /run/user-data ]; then
     if [ "$(head -c 2 /run/user-data)" = "#!" ]; then
         # In the background, as cloud-init does it after boot: a script that runs long (a ping
         # loop) does not hold back the ready line. Its output goes to the console line by line as
