@@ -214,3 +214,20 @@ def test_floating_ip_rules(network: NetworkEnv, external: dict[str, Any]) -> Non
     assert_error(network.get(f"/floatingips/{mine['id']}", "b"), 404, "FloatingIPNotFound")
     network.delete(f"/floatingips/{chosen['id']}", "admin")
     network.delete(f"/floatingips/{mine['id']}")
+
+
+def test_router_gateway_cleared_by_an_empty_body(
+    network: NetworkEnv, external: dict[str, Any]
+) -> None:
+    """`openstack router unset --external-gateway` sends `{}`: Neutron clears the gateway; any
+    other content without network_id is a 400 naming the field."""
+    router = network.create("router", external_gateway_info={"network_id": external["id"]})
+    resp = network.put(
+        f"/routers/{router['id']}", {"router": {"external_gateway_info": {"enable_snat": False}}}
+    )
+    assert resp.status_code == 400
+    assert "router.external_gateway_info.network_id" in resp.get_json()["NeutronError"]["message"]
+    resp = network.put(f"/routers/{router['id']}", {"router": {"external_gateway_info": {}}})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["router"]["external_gateway_info"] is None
+    assert network.listing("port", f"device_id={router['id']}") == []

@@ -50,7 +50,8 @@ _GATEWAY = {
             },
         },
     },
-    "required": ["network_id"],
+    # `{}` clears the gateway, as null does (`openstack router unset --external-gateway` sends
+    # it); any other content needs network_id (_gateway_info).
     "additionalProperties": False,
 }
 _COMMON = {
@@ -121,6 +122,17 @@ def interface_ports(router_id: str) -> list[models.Port]:
 
 def show_body(router: models.Router) -> dict[str, Any]:
     return render.router(router, gateway_port(router))
+
+
+def _gateway_info(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's gateway: None for null or `{}` (no gateway), else it must name network_id."""
+    info = body.get("external_gateway_info") or None
+    if info is not None and "network_id" not in info:
+        raise bad_request(
+            "Invalid input for field 'router.external_gateway_info.network_id': "
+            "'network_id' is a required property"
+        )
+    return info
 
 
 def _gateway_attributes(info: dict[str, Any] | None) -> list[str]:
@@ -212,7 +224,7 @@ def show_router(router_id: str) -> Response:
 def create_router() -> Response:
     body = common.resource_body("router", CREATE)
     project = body.get("project_id") or body.get("tenant_id") or common.project_id()
-    info = body.get("external_gateway_info")
+    info = _gateway_info(body)
     enforce_attributes("create", "router", _gateway_attributes(info), {"project_id": project})
     sess = db.session()
     quota.check(sess, project, common.settings().quota_defaults, {"router": 1})
@@ -236,11 +248,12 @@ def create_router() -> Response:
 def update_router(router_id: str) -> Response:
     body = common.resource_body("router", UPDATE)
     router = find_router(router_id, lock=True)
-    attributes = list(body) + _gateway_attributes(body.get("external_gateway_info"))
+    info = _gateway_info(body)
+    attributes = list(body) + _gateway_attributes(info)
     enforce_attributes("update", "router", attributes, target(router))
     deleted = []
     if "external_gateway_info" in body:
-        deleted = _set_gateway(router, body["external_gateway_info"] or None)
+        deleted = _set_gateway(router, info)
     for key in ("name", "description", "admin_state_up"):
         if key in body:
             setattr(router, key, body[key])
