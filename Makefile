@@ -32,9 +32,9 @@ test: deps venv lint
 	$(MAKE) test-molecule
 
 ## Molecule on lab nodes (root): default (site.yml, idempotence, CLI verify), mariadb, rabbitmq,
-## compute. The `network` scenario (multinode, guests pinging over VXLAN) is run on its own
-## (`make test-network`) until its full run, cleanup included, has passed once end to end.
-MOLECULE_SCENARIOS ?= mariadb rabbitmq default compute
+## compute (guests on a compute node) and network (multinode, guests pinging over VXLAN);
+## `make test-network` runs the last one alone.
+MOLECULE_SCENARIOS ?= mariadb rabbitmq default compute network
 test-molecule: venv
 	for s in $(MOLECULE_SCENARIOS); do PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$s || exit 1; done
 
