@@ -15,7 +15,7 @@ from typing import Any
 from control.common import config as config_mod
 from control.common import log, migrate
 
-SERVICES = ["identity", "image", "compute", "network"]
+SERVICES = ["identity", "image", "compute", "network", "volume"]
 
 LOG = logging.getLogger("cirrus.manage")
 
