@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.image_server",
     "tests.fixtures.compute_server",
     "tests.fixtures.network_server",
+    "tests.fixtures.volume_server",
 ]

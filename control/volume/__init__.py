@@ -1,0 +1,1 @@
+"""Block storage (Cinder v3 compatible): the API, its RPC endpoint and the scheduler."""
