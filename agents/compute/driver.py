@@ -94,6 +94,44 @@ class NetworkInterface:
 
 
 @dataclass
+class BlockDevice:
+    """One volume the guest gets at spawn (``build_instance``'s ``block_devices``).
+
+    ``connection_info`` is what the volume API's ``os-initialize_connection`` answered, e.g.
+    ``{"driver_volume_type": "nbd", "data": {"host", "port", "export_name", "volume_id",
+    "attachment_id"}}``; ``device`` is the guest device (``/dev/vda`` for the boot volume).
+    """
+
+    volume_id: str
+    device: str
+    connection_info: dict[str, Any]
+    boot_index: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BlockDevice:
+        boot_index = data.get("boot_index")
+        return cls(
+            volume_id=str(data["volume_id"]),
+            device=str(data["device"]),
+            connection_info=dict(data.get("connection_info") or {}),
+            boot_index=None if boot_index is None else int(boot_index),
+        )
+
+    @property
+    def dev(self) -> str:
+        """The device name without ``/dev/`` (``vdb``), as libvirt's ``<target dev>``."""
+        return device_name(self.device)
+
+
+def device_name(device: str) -> str:
+    """``/dev/vdb`` -> ``vdb``; refuses anything that is not a virtio disk name."""
+    name = device.removeprefix("/dev/")
+    if not name.startswith("vd") or not name[2:].isalpha() or not name[2:].islower():
+        raise DriverError(f"invalid device name {device!r}: expected /dev/vdX")
+    return name
+
+
+@dataclass
 class InstanceSpec:
     uuid: str
     name: str
@@ -108,6 +146,16 @@ class InstanceSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     key_data: str | None = None
     interfaces: list[NetworkInterface] = field(default_factory=list)
+    #: Volumes attached at spawn; one with device ``/dev/vda`` is the boot disk (no local root
+    #: disk then, and ``image`` may have neither disk nor kernel).
+    block_devices: list[BlockDevice] = field(default_factory=list)
+
+    def boot_volume(self) -> BlockDevice | None:
+        """The volume the guest boots from (device vda), if any."""
+        for bdm in self.block_devices:
+            if bdm.dev == "vda":
+                return bdm
+        return None
 
 
 @dataclass
@@ -178,10 +226,19 @@ class ComputeDriver:
 
     # Optional operations: the default says the driver cannot do them.
 
-    def attach_volume(self, instance_uuid: str, connection: dict[str, Any], device: str) -> None:
+    def attach_volume(
+        self, instance_uuid: str, connection: dict[str, Any], device: str, volume_id: str = ""
+    ) -> None:
+        """Give the guest (running or not) the volume of ``connection`` (the volume API's
+        connection info) as ``device`` (``/dev/vdb``), live and in its persistent definition.
+        Idempotent: the same volume already there as ``device`` is success; another disk there
+        is a :class:`DriverError`."""
         raise DriverError(f"the {self.name} driver cannot attach volumes")
 
-    def detach_volume(self, instance_uuid: str, device: str) -> None:
+    def detach_volume(self, instance_uuid: str, device: str, volume_id: str = "") -> None:
+        """Take ``device`` away from the guest, live and persistent; returns once the guest has
+        released it (a timeout is a :class:`DriverError`). A device that is not there is not an
+        error."""
         raise DriverError(f"the {self.name} driver cannot detach volumes")
 
     def attach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:

@@ -3,8 +3,9 @@
 Capacity is configurable, so hundreds of fake hosts (one driver each) can run in one process.
 It follows the contract's rules (idempotent methods, :class:`DriverError` on failure) and has a
 few test hooks: ``fail_spawn`` (spawns fail with that message), ``spawn_delay`` (seconds each
-spawn takes), ``spawn_gate`` (spawns wait until that event is set) and :meth:`crash` (a guest
-dies behind the manager's back).
+spawn takes), ``spawn_gate`` (spawns wait until that event is set), :meth:`crash` (a guest
+dies behind the manager's back), ``fail_attach_volume``/``fail_detach_volume`` (volume attach or
+detach fails with that message). Attached volumes are kept in :attr:`volumes`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agents.compute.driver import (
     ComputeDriver,
@@ -22,6 +23,7 @@ from agents.compute.driver import (
     InstanceSpec,
     NetworkInterface,
     PowerState,
+    device_name,
 )
 
 
@@ -36,7 +38,7 @@ class FakeGuest:
 class FakeDriver(ComputeDriver):
     name = "fake"
     capabilities: ClassVar[dict[str, bool]] = {
-        "supports_attach_volume": False,
+        "supports_attach_volume": True,
         "supports_attach_interface": True,
         "supports_kernel_boot": False,
     }
@@ -60,6 +62,10 @@ class FakeDriver(ComputeDriver):
         #: every bridge a spawn made sure of.
         self.interfaces: dict[str, list[NetworkInterface]] = {}
         self.bridges: set[str] = set()
+        #: Each guest's disks from volumes: ``{instance: {"vdb": {"volume_id", "connection"}}}``.
+        self.volumes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.fail_attach_volume: str | None = None
+        self.fail_detach_volume: str | None = None
         self._lock = threading.Lock()
 
     def init_host(self, host: str) -> None:
@@ -106,6 +112,10 @@ class FakeDriver(ComputeDriver):
                 self.guests[instance.uuid] = guest
                 self.bridges.update(vif.bridge for vif in instance.interfaces)
                 self.interfaces[instance.uuid] = list(instance.interfaces)
+                self.volumes[instance.uuid] = {
+                    bdm.dev: {"volume_id": bdm.volume_id, "connection": bdm.connection_info}
+                    for bdm in instance.block_devices
+                }
                 self._boot(guest)
             elif guest.state != PowerState.RUNNING:
                 self._boot(guest)
@@ -114,6 +124,31 @@ class FakeDriver(ComputeDriver):
         with self._lock:
             self.guests.pop(instance_uuid, None)
             self.interfaces.pop(instance_uuid, None)
+            self.volumes.pop(instance_uuid, None)
+
+    def attach_volume(
+        self, instance_uuid: str, connection: dict[str, Any], device: str, volume_id: str = ""
+    ) -> None:
+        dev = device_name(device)
+        with self._lock:
+            self._guest(instance_uuid)
+            if self.fail_attach_volume is not None:
+                raise DriverError(self.fail_attach_volume)
+            disks = self.volumes.setdefault(instance_uuid, {})
+            present = disks.get(dev)
+            if present is not None:
+                if volume_id and present["volume_id"] != volume_id:
+                    raise DriverError(f"{dev} is already another disk ({present['volume_id']})")
+                return
+            disks[dev] = {"volume_id": volume_id, "connection": connection}
+
+    def detach_volume(self, instance_uuid: str, device: str, volume_id: str = "") -> None:
+        dev = device_name(device)
+        with self._lock:
+            self._guest(instance_uuid)
+            if self.fail_detach_volume is not None:
+                raise DriverError(self.fail_detach_volume)
+            self.volumes.get(instance_uuid, {}).pop(dev, None)
 
     def attach_interface(self, instance_uuid: str, vif: NetworkInterface) -> None:
         with self._lock:

@@ -18,8 +18,10 @@ import threading
 from typing import Any, Protocol
 
 from agents.compute.driver import (
+    BlockDevice,
     ComputeDriver,
     DriverError,
+    ImageFiles,
     InstanceNotFound,
     InstanceSpec,
     NetworkInterface,
@@ -77,7 +79,7 @@ def _message(exc: Exception) -> str:
 
 
 class ComputeManager:
-    target_version = "1.1"
+    target_version = "1.2"
 
     def __init__(
         self,
@@ -211,7 +213,15 @@ class ComputeManager:
         event = "compute_build_and_run_instance"
         self._event(ctxt, uuid, event, None)
         try:
-            files = self.image_cache.image_files(instance["image"], token)
+            block_devices = [
+                BlockDevice.from_dict(bdm) for bdm in instance.get("block_devices") or []
+            ]
+            image = instance.get("image") or {}
+            if image.get("id"):
+                files = self.image_cache.image_files(image, token)
+            else:
+                # Volume-backed without an image: the guest boots from its vda volume.
+                files = ImageFiles(image_id="", disk=None)
             spec = InstanceSpec(
                 uuid=uuid,
                 name=str(instance["name"]),
@@ -228,6 +238,7 @@ class ComputeManager:
                 interfaces=[
                     NetworkInterface.from_dict(vif) for vif in instance.get("interfaces") or []
                 ],
+                block_devices=block_devices,
             )
             self.driver.spawn(spec)
         except Exception as exc:
@@ -330,6 +341,28 @@ class ComputeManager:
     ) -> None:
         """Call (1.1): unplug a port; compute-api releases it afterwards."""
         self.driver.detach_interface(instance_uuid, NetworkInterface.from_dict(interface))
+
+    def attach_volume(
+        self,
+        ctxt: RequestContext,
+        instance_uuid: str,
+        volume_id: str,
+        connection_info: dict[str, Any],
+        device: str,
+    ) -> None:
+        """Call (1.2): give the guest the volume compute-api connected to this host; returns
+        once the guest has the disk. Idempotent (the driver's attach is)."""
+        self.driver.attach_volume(instance_uuid, connection_info, device, volume_id)
+
+    def detach_volume(
+        self, ctxt: RequestContext, instance_uuid: str, volume_id: str, device: str
+    ) -> None:
+        """Call (1.2): take the disk away; returns once the guest has released it, so that
+        compute-api may then stop the export. A disk already gone is success."""
+        try:
+            self.driver.detach_volume(instance_uuid, device, volume_id)
+        except InstanceNotFound:
+            LOG.info("detach of %s from %s: the guest is gone", volume_id, instance_uuid)
 
     def get_console_output(
         self, ctxt: RequestContext, instance_uuid: str, length: int | None = None

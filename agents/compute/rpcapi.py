@@ -4,6 +4,7 @@ Versions:
     1.0 - build_instance, stop_instance, start_instance, reboot_instance, delete_instance,
           get_console_output
     1.1 - attach_interface, detach_interface
+    1.2 - attach_volume, detach_volume; build_instance's payload gains ``block_devices``
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from control.common import rpc
 from control.common.context import RequestContext
 
 TOPIC = "compute"
-VERSION = "1.1"
+VERSION = "1.2"
+
+#: How long compute-api waits for a volume attach or detach (a detach waits for the guest to
+#: release the disk: the libvirt driver's ``device_detach_timeout``, 60 s by default).
+VOLUME_ATTACH_TIMEOUT = 60.0
+VOLUME_DETACH_TIMEOUT = 120.0
 
 
 def topic(host: str) -> str:
@@ -73,3 +79,37 @@ class ComputeAPI:
         self._at(host, timeout=60.0, version="1.1").call(
             ctxt, "detach_interface", instance_uuid=instance_uuid, interface=interface
         )
+
+    def attach_volume(
+        self,
+        ctxt: RequestContext,
+        host: str,
+        instance_uuid: str,
+        volume_id: str,
+        connection_info: dict[str, Any],
+        device: str,
+    ) -> None:
+        """Call: give the guest the volume (``connection_info`` from the volume API)."""
+        self._at(host, timeout=VOLUME_ATTACH_TIMEOUT, version="1.2").call(
+            ctxt,
+            "attach_volume",
+            instance_uuid=instance_uuid,
+            volume_id=volume_id,
+            connection_info=connection_info,
+            device=device,
+        )
+
+    def detach_volume(
+        self, ctxt: RequestContext, host: str, instance_uuid: str, volume_id: str, device: str
+    ) -> None:
+        """Call: take the disk away; returns once the guest released it."""
+        self._at(host, timeout=VOLUME_DETACH_TIMEOUT, version="1.2").call(
+            ctxt, "detach_volume", instance_uuid=instance_uuid, volume_id=volume_id, device=device
+        )
+
+    def delete_instance_sync(
+        self, ctxt: RequestContext, host: str, instance_uuid: str, timeout: float = 60.0
+    ) -> None:
+        """``delete_instance`` as a call: returns once the guest is gone (server delete of a
+        server with volumes, whose exports are stopped only after that)."""
+        self._at(host, timeout=timeout).call(ctxt, "delete_instance", instance_uuid=instance_uuid)

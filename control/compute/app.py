@@ -15,6 +15,9 @@ Settings (``/etc/cirrus/compute.conf``; the scheduler and the conductor read the
     [network]
     api_url =                      # optional; else the network endpoint of the user's catalog
                                    # (none at all: servers boot without NIC)
+    [volume]
+    api_url =                      # optional; else the volumev3 (then block-storage) endpoint
+                                   # of the user's catalog; may hold $(project_id)s
     [quota]
     instances = 10
     cores = 20
@@ -49,6 +52,7 @@ def load_settings(conf: config_mod.Config) -> common.ComputeSettings:
         default_availability_zone=conf.get("compute", "default_availability_zone", "nova"),
         image_api_url=conf.get_optional("image", "api_url") or None,
         network_api_url=conf.get_optional("network", "api_url") or None,
+        volume_api_url=conf.get_optional("volume", "api_url") or None,
         auth_url=conf.get("keystone_authtoken", "auth_url", ""),
         limit_max=conf.get_int("compute", "api_limit_max", 1000),
         rpc=LazyRPC(

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 _CACHE_TTL = 300.0
-_cache: dict[tuple[str, str], tuple[float, str]] = {}
+_cache: dict[tuple[str, str, str], tuple[float, str]] = {}
 _lock = threading.Lock()
 
 
@@ -32,9 +32,13 @@ def public_endpoint(
     service_type: str,
     session: requests.Session | None = None,
     timeout: float = 10.0,
+    scope: str = "",
 ) -> str:
-    """The public URL of ``service_type`` from the catalog of ``token`` (cached 5 minutes)."""
-    key = (auth_url, service_type)
+    """The public URL of ``service_type`` from the catalog of ``token`` (cached 5 minutes).
+
+    ``scope`` is part of the cache key: endpoints whose URL carries the project id (the volume
+    service's ``/v3/<project_id>``) are cached per project."""
+    key = (auth_url, service_type, scope)
     now = time.monotonic()
     with _lock:
         hit = _cache.get(key)

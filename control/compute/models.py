@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
@@ -159,6 +160,12 @@ class Instance(Base):
         passive_deletes=True,
         order_by="InstanceFault.id.desc()",
     )
+    block_devices: Mapped[list[BlockDeviceMapping]] = relationship(
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        passive_deletes=True,
+        order_by="BlockDeviceMapping.device_name",
+    )
 
     def metadata_dict(self) -> dict[str, str]:
         return {item.key: item.value for item in self.metadata_items}
@@ -181,6 +188,34 @@ class InstanceMetadata(Base):
     )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
+
+
+class BlockDeviceMapping(Base):
+    """A volume of a server (Nova's ``block_device_mapping``, volumes only): written when the
+    attach (or the boot) reserves the device name, completed with the volume API's attachment
+    and connection info once the volume is connected, removed on detach. The server's
+    ``os-extended-volumes:volumes_attached`` and ``os-volume_attachments`` read it."""
+
+    __tablename__ = "block_device_mapping"
+    __table_args__ = (
+        UniqueConstraint("instance_uuid", "device_name", name="uq_bdm_instance_device"),
+        UniqueConstraint("instance_uuid", "volume_id", name="uq_bdm_instance_volume"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.uuid", ondelete="CASCADE"), index=True
+    )
+    volume_id: Mapped[str] = mapped_column(String(36), index=True)
+    device_name: Mapped[str] = mapped_column(String(255))
+    boot_index: Mapped[int | None] = mapped_column(Integer)
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The volume API's attachment (``connection_info.data.attachment_id``); None while the
+    #: volume is only reserved.
+    attachment_id: Mapped[str | None] = mapped_column(String(36))
+    connection_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow, onupdate=utcnow)
 
 
 class InstanceFault(Base):

@@ -184,3 +184,82 @@ def test_hotplug_interface_xml_matches_the_domain_s() -> None:
     assert element.find("target").get("dev") == "tap1"  # type: ignore[union-attr]
     assert element.find("model").get("type") == "virtio"  # type: ignore[union-attr]
     assert element.find("mtu").get("size") == "1400"  # type: ignore[union-attr]
+
+
+# -- volumes ---------------------------------------------------------------------------------
+
+VOLUME_ID = "5f0e7a7c-0d6b-4d54-9f1a-2f6c3d4e5a6b"
+NBD = {
+    "driver_volume_type": "nbd",
+    "data": {
+        "host": "192.0.2.10",
+        "port": 10811,
+        "export_name": f"volume-{VOLUME_ID}",
+        "volume_id": VOLUME_ID,
+        "attachment_id": "att-1",
+    },
+}
+
+
+def test_volume_disk_xml_is_the_contracts() -> None:
+    from agents.compute.libvirt.config import volume_xml
+
+    disk = parse(volume_xml(NBD, "/dev/vdb"))
+    assert disk.tag == "disk"
+    assert disk.attrib == {"type": "network", "device": "disk"}
+    assert disk.find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none"}  # type: ignore[union-attr]
+    source = disk.find("source")
+    assert source is not None
+    assert source.attrib == {"protocol": "nbd", "name": f"volume-{VOLUME_ID}"}
+    assert source.find("host").attrib == {"name": "192.0.2.10", "port": "10811"}  # type: ignore[union-attr]
+    assert disk.find("target").attrib == {"dev": "vdb", "bus": "virtio"}  # type: ignore[union-attr]
+    assert disk.findtext("serial") == VOLUME_ID[:20]
+    assert disk.find("boot") is None
+
+
+def test_volume_disk_xml_refuses_bad_input() -> None:
+    import pytest
+
+    from agents.compute.driver import DriverError
+    from agents.compute.libvirt.config import volume_xml
+
+    with pytest.raises(DriverError, match="only nbd"):
+        volume_xml({"driver_volume_type": "iscsi", "data": {}}, "vdb")
+    with pytest.raises(DriverError, match="lacks the NBD host or port"):
+        volume_xml({"driver_volume_type": "nbd", "data": {"host": "h"}}, "vdb")
+    with pytest.raises(DriverError, match="invalid device name"):
+        volume_xml(NBD, "/dev/sdb")
+    with pytest.raises(DriverError, match="invalid device name"):
+        volume_xml(NBD, "vd1'/><x")
+    # A name without an export name (the default export) and text that needs escaping.
+    odd = {"driver_volume_type": "nbd", "data": {"host": "h<&>", "port": "10809"}}
+    disk = parse(volume_xml(odd, "vdc", volume_id="v<1>&"))
+    assert "name" not in disk.find("source").attrib  # type: ignore[union-attr]
+    assert disk.find("source/host").get("name") == "h<&>"  # type: ignore[union-attr]
+    assert disk.findtext("serial") == "v<1>&"
+
+
+def test_domain_with_volumes_and_boot_from_volume(tmp_path: Path) -> None:
+    from agents.compute.driver import BlockDevice
+
+    boot = BlockDevice(VOLUME_ID, "/dev/vda", NBD, boot_index=0)
+    data = {**NBD, "data": {**NBD["data"], "volume_id": "other-volume-id"}}  # type: ignore[dict-item]
+    extra = BlockDevice("other-volume-id", "/dev/vdb", data)
+    spec = make_spec(ImageFiles(image_id="", disk=None), block_devices=[extra, boot])
+    assert spec.boot_volume() is boot
+    layout = DomainLayout(virt_type="qemu", instance_dir=tmp_path, root_disk=None)
+    domain = parse(build_domain_xml(spec, layout))
+    assert domain.find("os/boot") is None  # per-device boot order instead
+    disks = domain.findall("devices/disk")
+    assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb"]  # type: ignore[union-attr]
+    assert all(d.get("type") == "network" for d in disks)
+    assert disks[0].find("boot").get("order") == "1"  # type: ignore[union-attr]
+    assert disks[1].find("boot") is None
+    assert disks[1].findtext("serial") == "other-volume-id"
+
+    # An image boot with a volume: the local root disk is vda, the volume vdb, boot dev=hd.
+    spec = make_spec(ImageFiles("img", tmp_path / "base.qcow2"), block_devices=[extra])
+    layout = DomainLayout(virt_type="qemu", instance_dir=tmp_path, root_disk=tmp_path / "disk")
+    domain = parse(build_domain_xml(spec, layout))
+    assert domain.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
+    assert [d.get("type") for d in domain.findall("devices/disk")] == ["file", "network"]

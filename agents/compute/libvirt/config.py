@@ -9,8 +9,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from agents.compute.driver import InstanceSpec, NetworkInterface
+from agents.compute.driver import (
+    BlockDevice,
+    DriverError,
+    InstanceSpec,
+    NetworkInterface,
+    device_name,
+)
 
 # The namespace of the <metadata> element that marks a domain as Cirrus's.
 CIRRUS_NS = "https://cirrus.dev/xmlns/libvirt/instance/1.0"
@@ -72,6 +79,46 @@ def interface_xml(vif: NetworkInterface) -> str:
     return ET.tostring(interface_element(vif), encoding="unicode")
 
 
+def volume_element(connection: dict[str, Any], device: str, volume_id: str = "") -> ET.Element:
+    """A volume's disk from the volume API's connection info (``driver_volume_type`` ``nbd``):
+    a network disk, raw (the export serves the guest-visible bytes), no host cache, virtio,
+    the volume id's first 20 characters as the serial (what Nova sets; the guest sees it in
+    ``/sys/block/vdX/serial`` and ``/dev/disk/by-id/virtio-<serial>``)."""
+    kind = connection.get("driver_volume_type")
+    data = connection.get("data") or {}
+    if kind != "nbd":
+        raise DriverError(f"volume connection type {kind!r} is not supported (only nbd)")
+    host = str(data.get("host") or "")
+    port = data.get("port")
+    if not host or port in (None, ""):
+        raise DriverError(f"volume connection info lacks the NBD host or port: {data!r}")
+    try:
+        port_number = int(port)
+    except (TypeError, ValueError):
+        raise DriverError(f"volume connection info has an invalid NBD port {port!r}") from None
+    volume_id = volume_id or str(data.get("volume_id") or "")
+    disk = ET.Element("disk", type="network", device="disk")
+    _sub(disk, "driver", name="qemu", type="raw", cache="none")
+    source_attrs = {"protocol": "nbd"}
+    if data.get("export_name"):
+        source_attrs["name"] = str(data["export_name"])
+    source = _sub(disk, "source", **source_attrs)
+    _sub(source, "host", name=host, port=str(port_number))
+    _sub(disk, "target", dev=device_name(device), bus="virtio")
+    if volume_id:
+        _sub(disk, "serial", volume_id[:20])
+    return disk
+
+
+def volume_xml(connection: dict[str, Any], device: str, volume_id: str = "") -> str:
+    """:func:`volume_element` as the XML ``attachDeviceFlags`` takes (hot-plug)."""
+    return ET.tostring(volume_element(connection, device, volume_id), encoding="unicode")
+
+
+def _block_device_element(bdm: BlockDevice) -> ET.Element:
+    return volume_element(bdm.connection_info, bdm.device, bdm.volume_id)
+
+
 def build_domain_xml(spec: InstanceSpec, layout: DomainLayout) -> str:
     """The domain definition of ``spec``: see docs/libvirt.md for the mapping."""
     ET.register_namespace(CIRRUS_NS_PREFIX, CIRRUS_NS)
@@ -100,8 +147,9 @@ def build_domain_xml(spec: InstanceSpec, layout: DomainLayout) -> str:
         if image.ramdisk is not None:
             _sub(os_el, "initrd", str(image.ramdisk))
         _sub(os_el, "cmdline", image.kernel_cmdline)
-    else:
+    elif layout.root_disk is not None or spec.boot_volume() is None:
         _sub(os_el, "boot", dev="hd")
+    # else: the boot volume's <disk> carries <boot order='1'/> (exclusive with <os><boot>).
     _sub(os_el, "smbios", mode="sysinfo")
 
     features = _sub(domain, "features")
@@ -122,6 +170,14 @@ def build_domain_xml(spec: InstanceSpec, layout: DomainLayout) -> str:
         _sub(disk, "driver", name="qemu", type="qcow2", cache="none", discard="unmap")
         _sub(disk, "source", file=str(layout.root_disk))
         _sub(disk, "target", dev="vda", bus="virtio")
+    # Volumes: the boot volume (vda, when there is no local root disk) first, so that the BIOS
+    # boots it, then the others in device order.
+    boot_volume = spec.boot_volume() if layout.root_disk is None else None
+    for bdm in sorted(spec.block_devices, key=lambda b: (len(b.dev), b.dev)):
+        disk = _block_device_element(bdm)
+        if bdm is boot_volume and image.kernel is None:
+            _sub(disk, "boot", order="1")
+        devices.append(disk)
 
     for vif in spec.interfaces:
         devices.append(interface_element(vif))

@@ -8,6 +8,7 @@ to libvirt. Configuration (section ``[libvirt]`` of the compute agent's file)::
     instances_path = /var/lib/cirrus/instances
     spawn_timeout = 60                   # seconds to wait for a started guest to run
     soft_reboot_timeout = 30             # seconds before a soft reboot turns hard
+    device_detach_timeout = 60           # seconds a running guest has to release a volume
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from agents.compute.driver import (
     InstanceSpec,
     NetworkInterface,
     PowerState,
+    device_name,
 )
 from agents.compute.libvirt.config import (
     CIRRUS_NS,
@@ -49,6 +51,7 @@ from agents.compute.libvirt.config import (
     build_domain_xml,
     domain_name,
     interface_xml,
+    volume_xml,
 )
 
 LOG = logging.getLogger(__name__)
@@ -172,7 +175,7 @@ def probe_kvm(emulator: str, timeout: float = 5.0) -> bool:
 class LibvirtDriver(ComputeDriver):
     name: ClassVar[str] = "libvirt"
     capabilities: ClassVar[dict[str, bool]] = {
-        "supports_attach_volume": False,
+        "supports_attach_volume": True,
         "supports_attach_interface": True,
         "supports_kernel_boot": True,
     }
@@ -186,6 +189,7 @@ class LibvirtDriver(ComputeDriver):
         instances_path: str | os.PathLike[str] | None = None,
         spawn_timeout: float | None = None,
         soft_reboot_timeout: float | None = None,
+        device_detach_timeout: float | None = None,
     ) -> None:
         """``conf`` is a :class:`control.common.config.Config` (section ``[libvirt]``); keyword
         arguments win over it (tests and benchmarks pass them directly)."""
@@ -206,6 +210,9 @@ class LibvirtDriver(ComputeDriver):
         )
         self.spawn_timeout = float(spawn_timeout or option("spawn_timeout", "60"))
         self.soft_reboot_timeout = float(soft_reboot_timeout or option("soft_reboot_timeout", "30"))
+        self.device_detach_timeout = float(
+            device_detach_timeout or option("device_detach_timeout", "60")
+        )
         self.host = socket.gethostname()
         self.virt_type = "qemu"
         self.emulator: str | None = None
@@ -425,6 +432,8 @@ class LibvirtDriver(ComputeDriver):
     def _check_image(self, instance: InstanceSpec) -> None:
         image = instance.image
         files = []
+        if instance.boot_volume() is not None and image.kernel is None:
+            return  # boots from the volume: the image (if any) gives no file
         if image.kernel is not None:
             files.append(("kernel", image.kernel))
             if image.ramdisk is not None:
@@ -447,6 +456,8 @@ class LibvirtDriver(ComputeDriver):
         """A qcow2 overlay on the cached base (never written), grown to ``root_gb`` if larger."""
         image = instance.image
         disk = instance_dir / ROOT_DISK
+        if instance.boot_volume() is not None:
+            return None  # volume-backed: vda is the volume, no local root disk
         wanted = instance.root_gb * GiB
         if image.disk is None:
             if wanted <= 0:
@@ -565,6 +576,114 @@ class LibvirtDriver(ComputeDriver):
             if not self._has_mac(dom, vif.mac_address):
                 return
             dom.detachDeviceFlags(interface_xml(vif), self._device_flags(dom))
+
+    # --- volumes ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find_disk(dom: Any, dev: str, flags: int) -> ET.Element | None:
+        """The ``<disk>`` whose target is ``dev`` in the live (``flags`` 0) or persistent
+        (``VIR_DOMAIN_XML_INACTIVE``) definition."""
+        root = ET.fromstring(dom.XMLDesc(flags))  # noqa: S314 - from the local libvirt daemon
+        for disk in root.findall("devices/disk"):
+            target = disk.find("target")
+            if target is not None and target.get("dev") == dev:
+                return disk
+        return None
+
+    def _running(self, dom: Any) -> bool:
+        return self._state(dom) in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
+
+    @staticmethod
+    def _same_volume(disk: ET.Element, volume_id: str) -> bool:
+        serial = disk.findtext("serial") or ""
+        return not volume_id or serial == volume_id[:20]
+
+    def attach_volume(
+        self, instance_uuid: str, connection: dict[str, Any], device: str, volume_id: str = ""
+    ) -> None:
+        """Hot-plug the NBD disk (live when the guest runs) and add it to the persistent
+        definition, each only where it is missing (idempotent)."""
+        dev = device_name(device)
+        volume_id = volume_id or str((connection.get("data") or {}).get("volume_id") or "")
+        xml = volume_xml(connection, dev, volume_id)
+        dom = self._get(instance_uuid)
+        with self._lock, self._errors(f"attach of volume {volume_id} as {dev}", instance_uuid):
+            wanted = [(int(libvirt.VIR_DOMAIN_XML_INACTIVE), libvirt.VIR_DOMAIN_AFFECT_CONFIG)]
+            if self._running(dom):
+                wanted.insert(0, (0, libvirt.VIR_DOMAIN_AFFECT_LIVE))
+            plugged_live = False
+            try:
+                for xml_flags, affect in wanted:
+                    present = self._find_disk(dom, dev, xml_flags)
+                    if present is not None:
+                        if not self._same_volume(present, volume_id):
+                            raise DriverError(
+                                f"cannot attach volume {volume_id} to instance {instance_uuid}: "
+                                f"{dev} is already another disk ({present.findtext('serial')})"
+                            )
+                        continue
+                    dom.attachDeviceFlags(xml, int(affect))
+                    plugged_live = plugged_live or affect == libvirt.VIR_DOMAIN_AFFECT_LIVE
+            except BaseException:
+                # All or nothing: compute-api gives the volume back, the guest must not keep it.
+                if plugged_live:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.detachDeviceFlags(xml, int(libvirt.VIR_DOMAIN_AFFECT_LIVE))
+                raise
+        LOG.info("instance %s: volume %s attached as %s", instance_uuid, volume_id, dev)
+
+    def detach_volume(self, instance_uuid: str, device: str, volume_id: str = "") -> None:
+        """Unplug the disk from the running guest and wait until the guest has released it
+        (libvirt drops it from the live XML once QEMU reports DEVICE_DELETED), re-sending the
+        request now and then as Nova does; then drop it from the persistent definition."""
+        dev = device_name(device)
+        dom = self._get(instance_uuid)
+        with self._errors(f"detach of {dev}", instance_uuid):
+            if self._running(dom):
+                live = self._find_disk(dom, dev, 0)
+                if live is not None:
+                    self._detach_live(dom, instance_uuid, dev, ET.tostring(live, "unicode"))
+            config = self._find_disk(dom, dev, int(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if config is not None:
+                try:
+                    dom.detachDeviceFlags(
+                        ET.tostring(config, "unicode"), int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+                    )
+                except libvirt.libvirtError as exc:
+                    if _error_code(exc) != libvirt.VIR_ERR_DEVICE_MISSING:
+                        raise
+        LOG.info("instance %s: %s detached", instance_uuid, dev)
+
+    def _detach_live(self, dom: Any, instance_uuid: str, dev: str, xml: str) -> None:
+        deadline = time.monotonic() + self.device_detach_timeout
+        resend_every = 10.0
+        next_request = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_request:
+                try:
+                    dom.detachDeviceFlags(xml, int(libvirt.VIR_DOMAIN_AFFECT_LIVE))
+                except libvirt.libvirtError as exc:
+                    code = _error_code(exc)
+                    if code == libvirt.VIR_ERR_DEVICE_MISSING:
+                        return
+                    # An unplug already in progress, or the guest stopped meanwhile: wait on.
+                    if code not in (
+                        libvirt.VIR_ERR_OPERATION_FAILED,
+                        libvirt.VIR_ERR_OPERATION_INVALID,
+                        libvirt.VIR_ERR_INTERNAL_ERROR,
+                    ):
+                        raise
+                    LOG.debug("detach of %s from %s: %s", dev, instance_uuid, exc)
+                next_request = now + resend_every
+            if not self._running(dom) or self._find_disk(dom, dev, 0) is None:
+                return
+            if now >= deadline:
+                raise DriverError(
+                    f"the guest of instance {instance_uuid} did not release disk {dev} within "
+                    f"{self.device_detach_timeout:.0f} s; it is still attached"
+                )
+            time.sleep(0.1)
 
     # --- power -----------------------------------------------------------------------------------
 

@@ -26,13 +26,15 @@ DEFAULT_QUOTAS = {
 
 @dataclass
 class ComputeSettings:
-    """The ``[compute]``, ``[quota]``, ``[image]`` and ``[network]`` sections of compute.conf."""
+    """The ``[compute]``, ``[quota]``, ``[image]``, ``[network]`` and ``[volume]`` sections of
+    compute.conf."""
 
     quota_defaults: dict[str, int]
     service_down_time: int = 60
     default_availability_zone: str = "nova"
     image_api_url: str | None = None
     network_api_url: str | None = None
+    volume_api_url: str | None = None
     auth_url: str = ""
     limit_max: int = 1000
     rpc: Any = None  # control.compute.rpc.RPCAPIs
