@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all deploy test test-fast test-molecule test-network lint bench deps venv clean lab-up lab-down test-lab
+.PHONY: all deploy test test-fast test-molecule test-multinode lint bench deps venv clean lab-up lab-down test-lab
 
 all: test
 
@@ -32,14 +32,15 @@ test: deps venv lint
 	$(MAKE) test-molecule
 
 ## Molecule on lab nodes (root): default (site.yml, idempotence, CLI verify), mariadb, rabbitmq,
-## compute (guests on a compute node) and network (multinode, guests pinging over VXLAN);
-## `make test-network` runs the last one alone.
-MOLECULE_SCENARIOS ?= mariadb rabbitmq default compute network
+## compute (guests on a compute node) and multinode (guests pinging over VXLAN, volumes
+## from the storage node moved between computes);
+## `make test-multinode` runs the last one alone.
+MOLECULE_SCENARIOS ?= mariadb rabbitmq default compute multinode
 test-molecule: venv
 	for s in $(MOLECULE_SCENARIOS); do PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$s || exit 1; done
 
-test-network: venv
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s network
+test-multinode: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s multinode
 
 ## The fast loop: unit and API tests only.
 test-fast: venv
