@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: deps $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check control agents tests bench lab tools library roles playbooks/files
+	$(BIN)/ruff check control agents tests bench lab tools library plugins roles playbooks/files
 	$(BIN)/mypy control agents
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
 

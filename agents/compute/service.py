@@ -39,9 +39,8 @@ from agents.compute.fake import FakeDriver
 from agents.compute.imagecache import ImageCache
 from agents.compute.manager import ComputeManager
 from agents.compute.rpcapi import topic
+from control.common import catalog, rpc, service
 from control.common import config as config_mod
-from control.common import rpc, service
-from control.compute import catalog
 from control.conductor.rpcapi import ConductorAPI
 
 SERVICE = "compute-agent"

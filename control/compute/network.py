@@ -32,11 +32,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from flask import current_app, request
 
-from control.common import errors
-from control.compute import catalog
+from control.common import catalog, errors
+from control.common.service_client import ServiceAPIError, ServiceClient
 from control.compute.api import common
 from control.network import naming
 
@@ -45,13 +44,8 @@ LOG = logging.getLogger("cirrus.compute.network")
 TIMEOUT = 30.0
 
 
-class NetworkAPIError(Exception):
+class NetworkAPIError(ServiceAPIError):
     """The network API answered with an error (``status``) or not at all (``status`` 0)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 class AllocationFailed(Exception):
@@ -63,52 +57,13 @@ class AllocationFailed(Exception):
         self.details = details
 
 
-class Client:
+class Client(ServiceClient):
     """The network API at ``url`` with one token."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        params: dict[str, Any] | list[tuple[str, str]] | None = None,
-        expect: tuple[int, ...] = (200,),
-    ) -> Any:
-        try:
-            response = requests.request(
-                method,
-                f"{self.url}/v2.0{path}",
-                json=body,
-                params=params,
-                headers={"X-Auth-Token": self.token},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise NetworkAPIError(f"the network service did not answer: {exc}") from None
-        if response.status_code not in expect:
-            raise NetworkAPIError(_error_message(response), response.status_code)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
-
-
-def _error_message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"the network service answered {response.status_code}"
-    if isinstance(body, dict):
-        for key in ("NeutronError", "error"):
-            inner = body.get(key)
-            if isinstance(inner, dict) and inner.get("message"):
-                return str(inner["message"])
-        if body.get("message"):
-            return str(body["message"])
-    return f"the network service answered {response.status_code}"
+    service = "the network service"
+    prefix = "/v2.0"
+    timeout = TIMEOUT
+    error = NetworkAPIError
 
 
 # -- endpoints and clients -----------------------------------------------------------------------

@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import requests
 from flask import request
 
-from control.common import errors
-from control.compute import catalog
+from control.common import catalog, errors
+from control.common.service_client import ServiceAPIError, ServiceClient
 from control.compute.api import common
 
 LOG = logging.getLogger("cirrus.compute.volume")
@@ -35,47 +34,17 @@ TIMEOUT = 60.0
 SERVICE_TYPES = ("volumev3", "block-storage")
 
 
-class VolumeAPIError(Exception):
+class VolumeAPIError(ServiceAPIError):
     """The volume API answered with an error (``status``) or not at all (``status`` 0)."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
-
-class Client:
+class Client(ServiceClient):
     """The volume API at ``url`` (``.../v3/<project_id>``) with one token."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        expect: tuple[int, ...] = (200,),
-    ) -> Any:
-        try:
-            response = requests.request(
-                method,
-                f"{self.url}{path}",
-                json=body,
-                headers={
-                    "X-Auth-Token": self.token,
-                    "OpenStack-API-Version": "volume 3.0",
-                },
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise VolumeAPIError(f"the volume service did not answer: {exc}") from None
-        if response.status_code not in expect:
-            raise VolumeAPIError(_error_message(response), response.status_code)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+    service = "the volume service"
+    headers = {"OpenStack-API-Version": "volume 3.0"}
+    timeout = TIMEOUT
+    error = VolumeAPIError
 
     # -- the calls compute makes -----------------------------------------------------------------
 
@@ -136,20 +105,6 @@ def connector(host: str) -> dict[str, Any]:
     """What compute tells the volume service about the host that connects (Nova's connector,
     cut to what the NBD exports need)."""
     return {"host": host}
-
-
-def _error_message(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"the volume service answered {response.status_code}"
-    if isinstance(body, dict):
-        for value in body.values():
-            if isinstance(value, dict) and value.get("message"):
-                return str(value["message"])
-        if body.get("message"):
-            return str(body["message"])
-    return f"the volume service answered {response.status_code}"
 
 
 # -- endpoints and clients -----------------------------------------------------------------------

@@ -10,16 +10,11 @@ what the compute API shows afterwards. The play runner and the cloud content are
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import secrets
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from tests.fixtures.ansible_playbook import (
     CloudContent,
@@ -30,7 +25,6 @@ from tests.fixtures.ansible_playbook import (
     wait_status,
 )
 from tests.fixtures.identity_server import IdentityServer
-from tests.fixtures.processes import REPO_ROOT
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.rabbitmq]
 
@@ -65,50 +59,6 @@ def _actions(content: CloudContent, server_id: str) -> list[str]:
     )
     assert response.status_code == 200, response.text
     return sorted(a["action"] for a in response.json()["instanceActions"])
-
-
-# -- the documentation ---------------------------------------------------------------------------
-
-
-def _load(path: Path, module_name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _compare(documented: dict[str, Any], spec: dict[str, Any], where: str) -> list[str]:
-    problems = [f"{where}{n}: documented, not in the spec" for n in documented if n not in spec]
-    for name, option in spec.items():
-        doc = documented.get(name)
-        if doc is None:
-            problems.append(f"{where}{name}: in the spec, not documented")
-            continue
-        for key, empty in (("type", "str"), ("default", None), ("choices", None)):
-            if option.get(key, empty) != doc.get(key, empty):
-                problems.append(f"{where}{name}: {key} {option.get(key)} != {doc.get(key)}")
-        if bool(option.get("required")) != bool(doc.get("required")):
-            problems.append(f"{where}{name}: required differs")
-        if option.get("elements") != doc.get("elements"):
-            problems.append(f"{where}{name}: elements differ")
-        if "options" in option:
-            problems += _compare(doc.get("suboptions") or {}, option["options"], f"{name}.")
-    return problems
-
-
-def test_the_documentation_matches_the_argument_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    utils = _load(REPO_ROOT / "module_utils" / "cirrus_cloud.py", "cirrus_cloud_under_test")
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.cirrus_cloud", utils)
-    module = _load(REPO_ROOT / "library" / "cloud_server.py", "cloud_server_under_test")
-    documentation = yaml.safe_load(module.DOCUMENTATION)
-    spec = utils.cloud_argument_spec(module.ServerModule.argument_spec)
-    assert _compare(documentation["options"], spec, "") == []
-    yaml.safe_load(module.EXAMPLES)
-    returned = yaml.safe_load(module.RETURN)
-    assert all("sample" in value for value in returned.values())
-    assert ast.parse((REPO_ROOT / "library" / "cloud_server.py").read_text())
 
 
 # -- behaviour ------------------------------------------------------------------------------------

@@ -39,9 +39,9 @@ import requests
 from flask import Blueprint, Response, request
 from sqlalchemy import and_, or_, select
 
-from control.common import db, errors, policy, rpc, validation
+from control.common import catalog, db, errors, policy, rpc, validation
 from control.common.app import context
-from control.compute import catalog, claims, models, network, quota, services, volume
+from control.compute import claims, models, network, quota, services, volume
 from control.compute.api import common, flavors
 
 LOG = logging.getLogger("cirrus.compute.servers")

@@ -15,8 +15,7 @@ import requests
 from flask import Response, request
 from sqlalchemy import select
 
-from control.common import db, errors, rpc
-from control.compute import catalog
+from control.common import catalog, db, errors, rpc
 from control.volume import models, quota, scheduler
 from control.volume.api import common
 from control.volume.api.common import enforce, respond, target

@@ -1,7 +1,8 @@
 """Finding another service's public endpoint in identity's catalog, with a user's token.
 
-Used by compute-api (to check ``imageRef``) and by compute agents (to download images with the
-token of the user who asked for the server). An explicit URL from the configuration wins.
+Used by compute-api (the image, network and volume endpoints), by compute agents (to download
+images with the token of the user who asked for the server) and by volume-api (to check
+``imageRef``). An explicit URL from the configuration wins.
 """
 
 from __future__ import annotations
