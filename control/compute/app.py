@@ -36,7 +36,16 @@ from control.common import auth, db, log, policy
 from control.common import config as config_mod
 from control.common.app import make_app
 from control.compute import policies
-from control.compute.api import common, flavors, hosts, keypairs, quotas, servers, versions
+from control.compute.api import (
+    common,
+    flavors,
+    hosts,
+    keypairs,
+    quotas,
+    servers,
+    versions,
+    volume_attachments,
+)
 from control.compute.rpc import LazyRPC
 
 SERVICE = "compute"
@@ -74,7 +83,15 @@ def create_app(conf: config_mod.Config | None = None) -> Flask:
     app = make_app(
         SERVICE,
         conf,
-        [versions.bp, flavors.bp, keypairs.bp, quotas.bp, servers.bp, hosts.bp],
+        [
+            versions.bp,
+            flavors.bp,
+            keypairs.bp,
+            quotas.bp,
+            servers.bp,
+            volume_attachments.bp,
+            hosts.bp,
+        ],
         validator,
         auth.www_authenticate(conf),
     )

@@ -28,6 +28,22 @@ from control.common.db import PRECISE_DATETIME, utcnow
 DEFAULT_TYPE_ID = "00000000-0000-0000-0000-000000000001"
 DEFAULT_TYPE_NAME = "__DEFAULT__"
 
+VOLUME_STATUSES = (
+    "creating",
+    "available",
+    "attaching",
+    "in-use",
+    "detaching",
+    "deleting",
+    "error",
+    "error_deleting",
+    "error_extending",
+    "extending",
+    "maintenance",
+    "reserved",
+)
+"""Every status a volume may have (what ``os-reset_status`` and the agents may set)."""
+
 
 class Base(DeclarativeBase):
     pass

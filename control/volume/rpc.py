@@ -24,20 +24,6 @@ LOG = logging.getLogger("cirrus.volume")
 TOPIC = "volume"
 VERSION = "1.0"
 
-VOLUME_STATUSES = (
-    "creating",
-    "available",
-    "attaching",
-    "in-use",
-    "detaching",
-    "deleting",
-    "error",
-    "error_deleting",
-    "error_extending",
-    "extending",
-    "maintenance",
-    "reserved",
-)
 SNAPSHOT_STATUSES = ("creating", "available", "deleting", "error", "error_deleting")
 VOLUME_UPDATES = ("status", "size", "bootable", "volume_image_metadata")
 
@@ -105,7 +91,7 @@ class VolumeEndpoint:
                 LOG.warning("volume_update for %s: ignoring %s", volume_id, sorted(unknown))
             status = updates.get("status")
             if status is not None:
-                if status not in VOLUME_STATUSES:
+                if status not in models.VOLUME_STATUSES:
                     LOG.warning("volume_update for %s: unknown status %r", volume_id, status)
                 else:
                     if status == "available" and volume.launched_at is None:

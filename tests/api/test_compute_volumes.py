@@ -464,7 +464,7 @@ def test_boot_from_a_volume_made_from_the_image(env: ComputeEnv, tiny: str, vols
 
 def test_device_names_and_mapping_parsing() -> None:
     from control.common import errors
-    from control.compute.api.servers import next_device, parse_block_devices
+    from control.compute.api.block_devices import next_device, parse_block_devices
 
     assert next_device([]) == "/dev/vdb"
     assert next_device(["/dev/vda", "/dev/vdb", "/dev/vdd"]) == "/dev/vdc"

@@ -108,7 +108,7 @@ def test_user_create_list_show(cli: CLI) -> None:
         "--domain",
         "default",
         "--password",
-        secrets.token_urlsafe(12),
+        "pw-" + secrets.token_urlsafe(12),
         "--project",
         project,
         "--email",
@@ -196,8 +196,9 @@ def test_user_changes_own_password(
 ) -> None:
     project = unique("proj")
     user = unique("user")
-    old = secrets.token_urlsafe(12)
-    new = secrets.token_urlsafe(12)
+    # "pw-" first: a token_urlsafe may start with "-", which the CLI would read as an option.
+    old = "pw-" + secrets.token_urlsafe(12)
+    new = "pw-" + secrets.token_urlsafe(12)
     cli.json("project", "create", "--domain", "default", project)
     cli.json("user", "create", "--domain", "default", "--password", old, "--project", project, user)
     cli.run("role", "add", "--project", project, "--user", user, "member")

@@ -1,4 +1,5 @@
-"""What the compute blueprints share: settings, the RPC proxies, finding records, links."""
+"""What the compute blueprints share: settings, the RPC proxies, finding records, links, the
+image look-up (create and ``block_device_mapping_v2``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from flask import current_app, request
 
-from control.common import errors
+from control.common import catalog, errors
 from control.common.app import context
 from control.common.app import is_admin as is_admin
 from control.common.app import project_id as project_id
@@ -93,3 +95,36 @@ def query_bool(name: str) -> bool | None:
     if lowered in ("0", "false", "no", "off", "f", "n"):
         return False
     raise errors.BadRequest(f"Invalid input for query parameter '{name}': {raw!r}")
+
+
+def image_api_url() -> str:
+    found = settings()
+    if found.image_api_url:
+        return found.image_api_url.rstrip("/")
+    token = request.headers.get("X-Auth-Token", "")
+    try:
+        return catalog.public_endpoint(found.auth_url, token, "image")
+    except catalog.CatalogError as exc:
+        raise errors.ServiceUnavailable(f"Cannot find the image service: {exc}") from None
+
+
+def check_image(image_id: str) -> dict[str, Any]:
+    if not is_uuid(image_id):
+        raise errors.BadRequest(f"Invalid imageRef provided: {image_id}.")
+    url = f"{image_api_url()}/v2/images/{image_id}"
+    try:
+        response = requests.get(
+            url, headers={"X-Auth-Token": request.headers.get("X-Auth-Token", "")}, timeout=10
+        )
+    except requests.RequestException as exc:
+        raise errors.ServiceUnavailable(f"The image service did not answer: {exc}") from None
+    if response.status_code == 404:
+        raise errors.BadRequest(f"Image {image_id} could not be found.")
+    if response.status_code != 200:
+        raise errors.BadRequest(
+            f"Image {image_id} cannot be used: the image service answered {response.status_code}."
+        )
+    image: dict[str, Any] = response.json()
+    if image.get("status") != "active":
+        raise errors.BadRequest(f"Image {image_id} is not active.")
+    return image

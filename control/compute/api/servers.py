@@ -1,6 +1,7 @@
 """``/servers``: create, list (``detail``, filters, pagination), show, rename, delete; server
-metadata; ``os-instance-actions``; the actions ``os-start``, ``os-stop``, ``reboot`` and
-``os-getConsoleOutput``.
+metadata; ``os-instance-actions``; ``os-interface`` and ``os-security-groups``; the actions
+``os-start``, ``os-stop``, ``reboot`` and ``os-getConsoleOutput``. Also what the other server
+blueprints share: :func:`find`, :func:`target`, :func:`record_action`.
 
 Create follows Nova's request flow: validate, check quota, write the server in BUILD, ask the
 scheduler (RPC call) for a host, which claims the resources; cast ``build_instance`` to
@@ -14,13 +15,13 @@ sends them with ``build_instance``. ``addresses`` is rendered from that cache. W
 service in the catalog servers boot without NIC. ``os-interface`` lists, shows, attaches and
 detaches ports.
 
-Volumes (:mod:`control.compute.volume`, docs/block-storage-contract.md): ``os-volume_attachments``
-attaches and detaches synchronously through the volume API's legacy flow and the agent's
-``attach_volume``/``detach_volume`` calls; the mappings (``block_device_mapping`` rows) give
-``os-extended-volumes:volumes_attached``. ``block_device_mapping_v2`` boots from a volume: reserved
-at create, connected to the chosen host before ``build_instance``. A server with volumes is
-deleted with a call to its agent, then its volumes are detached (and deleted when
-``delete_on_termination``).
+Volumes (:mod:`control.compute.volume`, docs/block-storage-contract.md): the mappings
+(``block_device_mapping`` rows) give ``os-extended-volumes:volumes_attached``.
+``block_device_mapping_v2`` boots from a volume (parsed, checked and reserved at create by
+:mod:`control.compute.api.block_devices`); the volumes are connected to the chosen host before
+``build_instance``. A server with volumes is deleted with a call to its agent, then its volumes are
+detached (and deleted when ``delete_on_termination``). ``os-volume_attachments`` is
+:mod:`control.compute.api.volume_attachments`.
 """
 
 from __future__ import annotations
@@ -29,20 +30,30 @@ import hashlib
 import logging
 import re
 import secrets
-import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from flask import Blueprint, Response, request
 from sqlalchemy import and_, or_, select
 
-from control.common import catalog, db, errors, policy, rpc, validation
+from control.common import db, errors, policy, rpc, validation
 from control.common.app import context
 from control.compute import claims, models, network, quota, services, volume
 from control.compute.api import common, flavors
+from control.compute.api.block_devices import (
+    VolumeMapping,
+    _delete_if_made_for,
+    _ready,
+    _release_reserved,
+    _release_volumes,
+    _suppressed,
+    _volume_client_or_none,
+    check_volumes,
+    create_image_volumes,
+    parse_block_devices,
+    reserve_volumes,
+)
 
 LOG = logging.getLogger("cirrus.compute.servers")
 
@@ -368,39 +379,6 @@ def _ref_id(ref: Any) -> str:
     return text.rsplit("/", 1)[-1]
 
 
-def _image_api_url() -> str:
-    settings = common.settings()
-    if settings.image_api_url:
-        return settings.image_api_url.rstrip("/")
-    token = request.headers.get("X-Auth-Token", "")
-    try:
-        return catalog.public_endpoint(settings.auth_url, token, "image")
-    except catalog.CatalogError as exc:
-        raise errors.ServiceUnavailable(f"Cannot find the image service: {exc}") from None
-
-
-def _check_image(image_id: str) -> dict[str, Any]:
-    if not common.is_uuid(image_id):
-        raise errors.BadRequest(f"Invalid imageRef provided: {image_id}.")
-    url = f"{_image_api_url()}/v2/images/{image_id}"
-    try:
-        response = requests.get(
-            url, headers={"X-Auth-Token": request.headers.get("X-Auth-Token", "")}, timeout=10
-        )
-    except requests.RequestException as exc:
-        raise errors.ServiceUnavailable(f"The image service did not answer: {exc}") from None
-    if response.status_code == 404:
-        raise errors.BadRequest(f"Image {image_id} could not be found.")
-    if response.status_code != 200:
-        raise errors.BadRequest(
-            f"Image {image_id} cannot be used: the image service answered {response.status_code}."
-        )
-    image: dict[str, Any] = response.json()
-    if image.get("status") != "active":
-        raise errors.BadRequest(f"Image {image_id} is not active.")
-    return image
-
-
 def _count(body: dict[str, Any], name: str, default: int) -> int:
     try:
         return int(body.get(name, default))
@@ -547,74 +525,6 @@ def _schedule_and_build(
         _fail(instance.uuid, f"Could not reach the compute service on {dest['host']}.", str(exc))
 
 
-def _delete_if_made_for(client: volume.Client, volume_id: str, instance_uuid: str) -> None:
-    """Delete a volume compute made from an image for this server (its metadata says so)."""
-    with _suppressed(f"delete of volume {volume_id}"):
-        found = client.get(volume_id)
-        if (found.get("metadata") or {}).get(CREATED_FOR) == instance_uuid:
-            deadline = time.monotonic() + 30
-            while found.get("status") in ("creating", "downloading") and (
-                time.monotonic() < deadline
-            ):
-                time.sleep(0.5)
-                found = client.get(volume_id)
-            client.delete(volume_id)
-
-
-def _release_reserved(instance_uuid: str) -> None:
-    """A build that failed before its volumes were connected: they go back to ``available``
-    and the mappings are dropped (the ERROR server has no volume)."""
-    with db.database().transaction() as sess:
-        row = sess.get(models.Instance, instance_uuid, with_for_update=True)
-        if row is None or not row.block_devices:
-            return
-        volume_ids = [(b.volume_id, b.delete_on_termination) for b in row.block_devices]
-        row.block_devices.clear()
-    client = _volume_client_or_none()
-    if client is None:
-        return
-    for volume_id, delete_volume in volume_ids:
-        volume.rollback(client, volume_id, None)
-        if delete_volume:
-            _delete_if_made_for(client, volume_id, instance_uuid)
-
-
-def _volume_client_or_none() -> volume.Client | None:
-    try:
-        return volume.user_client()
-    except errors.APIError as exc:
-        LOG.warning("no volume service: %s", exc.message)
-        return None
-
-
-#: How long a build waits for a volume made from an image (Nova's block_device_allocate_retries
-#: times its interval: 60 x 3 s).
-VOLUME_CREATE_TIMEOUT = 180.0
-
-
-def _ready(client: volume.Client, volume_id: str) -> None:
-    """A volume compute made from an image: wait until it is ``available``, then reserve it.
-    A volume reserved at create (``attaching``) is ready as it is."""
-    deadline = time.monotonic() + VOLUME_CREATE_TIMEOUT
-    while True:
-        found = client.get(volume_id)
-        status = found.get("status")
-        if status == "available":
-            client.reserve(volume_id)
-            return
-        if status not in ("creating", "downloading"):
-            if status == "attaching":
-                return
-            raise volume.VolumeAPIError(f"volume {volume_id} is {status}, not available", 400)
-        if time.monotonic() >= deadline:
-            raise volume.VolumeAPIError(
-                f"volume {volume_id} did not become available within "
-                f"{VOLUME_CREATE_TIMEOUT:.0f} s (still {status})",
-                0,
-            )
-        time.sleep(0.5)
-
-
 def _connect_volumes(
     instance_uuid: str,
     volumes: list[tuple[str, str]],
@@ -725,7 +635,7 @@ def create() -> Response:
                 "entry with boot_index 0 and source_type volume to boot from a volume."
             )
         image_id = _ref_id(image_ref)
-        image = _check_image(image_id)
+        image = common.check_image(image_id)
         if int(image.get("min_ram") or 0) > flavor.memory_mb:
             raise errors.BadRequest("Flavor's memory is too small for requested image.")
         if int(image.get("min_disk") or 0) > flavor.root_gb and flavor.root_gb:
@@ -871,258 +781,6 @@ def _write_servers(
     return created, actions
 
 
-# -- block_device_mapping_v2 ---------------------------------------------------------------------
-
-
-@dataclass
-class VolumeMapping:
-    """One volume of a ``block_device_mapping_v2`` (source and destination ``volume``)."""
-
-    volume_id: str
-    device: str
-    boot_index: int | None
-    delete_on_termination: bool
-    #: ``source_type`` image: compute creates the volume from this image (``volume_size`` GiB).
-    image_id: str = ""
-    size: int = 0
-
-
-_BDM_KEYS = {
-    "source_type",
-    "destination_type",
-    "uuid",
-    "boot_index",
-    "device_name",
-    "delete_on_termination",
-    "volume_size",
-    "guest_format",
-    "disk_bus",
-    "device_type",
-    "tag",
-    "volume_type",
-    "no_device",
-}
-
-
-def _bdm_field(index: int, name: str) -> str:
-    return f"block_device_mapping_v2[{index}].{name}"
-
-
-def parse_block_devices(value: Any) -> tuple[list[VolumeMapping], str | None]:
-    """The volumes of ``block_device_mapping_v2`` with their devices (the boot volume
-    ``/dev/vda``, the others ``/dev/vdb`` on), and the image of an ``image -> local`` boot entry
-    (what the CLI sends for a plain image boot). 400 naming the field for anything else."""
-    if not value:
-        return [], None
-    mappings: list[VolumeMapping] = []
-    boot_image: str | None = None
-    boot_seen = False
-    for index, entry in enumerate(value):
-        if not isinstance(entry, dict):
-            raise errors.BadRequest(
-                f"Invalid input for field 'block_device_mapping_v2[{index}]': not an object."
-            )
-        unknown = set(entry) - _BDM_KEYS
-        if unknown:
-            raise errors.BadRequest(
-                f"Invalid input for field 'block_device_mapping_v2[{index}]': unknown keys "
-                f"{sorted(unknown)}."
-            )
-        source = entry.get("source_type")
-        if source not in ("volume", "image", "snapshot", "blank"):
-            raise errors.BadRequest(
-                f"Invalid input for field '{_bdm_field(index, 'source_type')}': {source!r} is "
-                "not one of 'volume', 'image', 'snapshot', 'blank'."
-            )
-        destination = entry.get("destination_type") or ("volume" if source == "volume" else "local")
-        if destination not in ("volume", "local"):
-            raise errors.BadRequest(
-                f"Invalid input for field '{_bdm_field(index, 'destination_type')}': "
-                f"{destination!r} is not 'volume' or 'local'."
-            )
-        raw_boot = entry.get("boot_index")
-        try:
-            boot_index = None if raw_boot in (None, "", "none", "None") else int(raw_boot)
-        except (TypeError, ValueError):
-            raise errors.BadRequest(
-                f"Invalid input for field '{_bdm_field(index, 'boot_index')}': {raw_boot!r} is "
-                "not an integer."
-            ) from None
-        if boot_index is not None and boot_index < 0:
-            boot_index = None
-        if boot_index == 0:
-            if boot_seen:
-                raise errors.BadRequest(
-                    "Invalid input for field 'block_device_mapping_v2': more than one entry has "
-                    "boot_index 0."
-                )
-            boot_seen = True
-        uuid_value = entry.get("uuid")
-        if source == "image" and destination == "local":
-            if boot_index != 0:
-                raise errors.BadRequest(
-                    f"Block device mapping {index} is invalid: an image with destination_type "
-                    "local must be the boot device (boot_index 0)."
-                )
-            if not isinstance(uuid_value, str) or not common.is_uuid(uuid_value):
-                raise errors.BadRequest(
-                    f"Invalid input for field '{_bdm_field(index, 'uuid')}': the image id "
-                    f"{uuid_value!r} is not a UUID."
-                )
-            boot_image = uuid_value
-            continue
-        if source == "image" and destination == "volume":
-            if not isinstance(uuid_value, str) or not common.is_uuid(uuid_value):
-                raise errors.BadRequest(
-                    f"Invalid input for field '{_bdm_field(index, 'uuid')}': the image id "
-                    f"{uuid_value!r} is not a UUID."
-                )
-            raw_size: Any = entry.get("volume_size")
-            try:
-                size = int(raw_size)
-            except (TypeError, ValueError):
-                size = 0
-            if size < 1:
-                raise errors.BadRequest(
-                    f"Invalid input for field '{_bdm_field(index, 'volume_size')}': "
-                    f"{raw_size!r}: a volume made from an image needs a size in GiB (>= 1)."
-                )
-            delete = entry.get("delete_on_termination", False)
-            if isinstance(delete, str):
-                delete = delete.strip().lower() in ("1", "true", "yes", "on", "t", "y")
-            mappings.append(
-                VolumeMapping(
-                    volume_id="",
-                    device="/dev/vda" if boot_index == 0 else "",
-                    boot_index=boot_index,
-                    delete_on_termination=bool(delete),
-                    image_id=uuid_value,
-                    size=size,
-                )
-            )
-            continue
-        if not (source == "volume" and destination == "volume"):
-            raise errors.BadRequest(
-                f"Block device mapping {index} is not supported: source_type {source!r} with "
-                f"destination_type {destination!r}. Cirrus supports source_type 'volume' with "
-                "destination_type 'volume' (an existing volume), source_type 'image' with "
-                "destination_type 'volume' (a new volume made from the image, volume_size GiB) "
-                "and source_type 'image' with destination_type 'local' as the boot image."
-            )
-        if not isinstance(uuid_value, str) or not common.is_uuid(uuid_value):
-            raise errors.BadRequest(
-                f"Invalid input for field '{_bdm_field(index, 'uuid')}': the volume id "
-                f"{uuid_value!r} is not a UUID."
-            )
-        if any(m.volume_id == uuid_value for m in mappings):
-            raise errors.BadRequest(
-                f"Invalid input for field 'block_device_mapping_v2': volume {uuid_value} is "
-                "given more than once."
-            )
-        delete = entry.get("delete_on_termination", False)
-        if isinstance(delete, str):
-            delete = delete.strip().lower() in ("1", "true", "yes", "on", "t", "y")
-        mappings.append(
-            VolumeMapping(
-                volume_id=uuid_value,
-                device="/dev/vda" if boot_index == 0 else "",
-                boot_index=boot_index,
-                delete_on_termination=bool(delete),
-            )
-        )
-    # Devices: the boot volume is vda (else the image's root disk is), the others vdb on, in
-    # boot order, then in the request's order.
-    used = [m.device for m in mappings if m.device]
-    for mapping in sorted(
-        (m for m in mappings if not m.device),
-        key=lambda m: (m.boot_index is None, m.boot_index or 0),
-    ):
-        mapping.device = next_device(used)
-        used.append(mapping.device)
-    return mappings, boot_image
-
-
-CREATED_FOR = "cirrus_created_for_instance"
-
-
-def create_image_volumes(
-    client: volume.Client, mappings: list[VolumeMapping], instance_uuid: str, name: str
-) -> None:
-    """Ask the volume API for the volumes of ``source_type`` image (Nova makes them on the
-    compute host; here compute-api does, with the user's token). They are ``creating`` now; the
-    build waits until they are ``available`` before connecting them. Their metadata names the
-    server, so that a failed build deletes those it made (``delete_on_termination``)."""
-    for mapping in mappings:
-        if not mapping.image_id:
-            continue
-        try:
-            answer = client.call(
-                "POST",
-                "/volumes",
-                {
-                    "volume": {
-                        "size": mapping.size,
-                        "imageRef": mapping.image_id,
-                        "name": f"{name}-{mapping.device.removeprefix('/dev/')}",
-                        "metadata": {CREATED_FOR: instance_uuid},
-                    }
-                },
-                expect=(202,),
-            )
-        except volume.VolumeAPIError as exc:
-            if exc.status in (400, 403, 404, 413):
-                raise errors.BadRequest(
-                    f"Block Device Mapping is Invalid: a volume of {mapping.size} GiB cannot be "
-                    f"made from image {mapping.image_id}: {exc.message}"
-                ) from None
-            raise volume.unavailable(exc) from None
-        mapping.volume_id = str(answer["volume"]["id"])
-
-
-def check_volumes(mappings: list[VolumeMapping]) -> volume.Client:
-    """Each volume exists and is ``available`` (400 otherwise, naming it)."""
-    client = volume.require_client()
-    for mapping in mappings:
-        if mapping.image_id:
-            _check_image(mapping.image_id)
-            continue
-        try:
-            found = client.get(mapping.volume_id)
-        except volume.VolumeAPIError as exc:
-            if exc.status == 404:
-                raise errors.BadRequest(
-                    f"Block Device Mapping is Invalid: failed to get volume "
-                    f"{mapping.volume_id}: it could not be found."
-                ) from None
-            raise volume.unavailable(exc) from None
-        if found.get("status") != "available":
-            raise errors.BadRequest(
-                f"Block Device Mapping is Invalid: volume {mapping.volume_id} status must be "
-                f"'available', but it is '{found.get('status')}'."
-            )
-    return client
-
-
-def reserve_volumes(client: volume.Client, mappings: list[VolumeMapping]) -> None:
-    """``os-reserve`` each volume; one that fails undoes the others (400 naming it)."""
-    done: list[str] = []
-    for mapping in mappings:
-        if mapping.image_id:
-            continue  # made from the image later, reserved once available
-        try:
-            client.reserve(mapping.volume_id)
-        except volume.VolumeAPIError as exc:
-            for volume_id in done:
-                volume.rollback(client, volume_id, None)
-            if exc.status in (400, 404, 409):
-                raise errors.BadRequest(
-                    f"Block Device Mapping is Invalid: volume {mapping.volume_id} cannot be "
-                    f"reserved: {exc.message}"
-                ) from None
-            raise volume.unavailable(exc) from None
-        done.append(mapping.volume_id)
-
-
 # -- update, delete ------------------------------------------------------------------------------
 
 
@@ -1201,19 +859,6 @@ def delete(server_id: str) -> Response:
             f"Could not reach the compute service on {host}: {failed}"
         ) from None
     return Response(status=204)
-
-
-def _release_volumes(
-    instance_uuid: str, host: str | None, bdms: list[tuple[str, str | None, bool]]
-) -> None:
-    """A deleted server's volumes: terminated and detached (``delete_on_termination`` ones
-    deleted) through the volume API. Never fails the delete: problems are logged."""
-    if not bdms:
-        return
-    client = _volume_client_or_none()
-    for volume_id, attachment_id, delete_volume in bdms:
-        volume.release(client, volume_id, host, attachment_id, delete_volume)
-    LOG.info("server %s: volumes %s released", instance_uuid, [b[0] for b in bdms])
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -1593,278 +1238,6 @@ def interfaces_detach(server_id: str, port_id: str) -> Response:
         ) from None
     network.deallocate(vifs)
     _set_cached_vifs(uuid_, lambda current: [v for v in current if v["id"] != port_id])
-    return Response(status=202)
-
-
-# -- volume attachments --------------------------------------------------------------------------
-
-VOLUME_ATTACH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "volumeAttachment": {
-            "type": "object",
-            "properties": {
-                "volumeId": {"type": "string", "minLength": 1, "maxLength": 36},
-                "device": {"type": ["string", "null"], "maxLength": 255},
-                "tag": {"type": "string"},
-                "delete_on_termination": {"type": "boolean"},
-            },
-            "required": ["volumeId"],
-            "additionalProperties": False,
-        }
-    },
-    "required": ["volumeAttachment"],
-    "additionalProperties": False,
-}
-
-_DEVICE = re.compile(r"^(/dev/)?vd[a-z]{1,2}$")
-
-
-def _volume_attachment(instance_uuid: str, volume_id: str, device: str) -> dict[str, Any]:
-    return {"id": volume_id, "serverId": instance_uuid, "volumeId": volume_id, "device": device}
-
-
-def _device_index(name: str) -> int:
-    """``/dev/vda`` -> 0, ``/dev/vdz`` -> 25, ``/dev/vdaa`` -> 26."""
-    letters = name.removeprefix("/dev/").removeprefix("vd")
-    index = 0
-    for char in letters:
-        index = index * 26 + (ord(char) - ord("a") + 1)
-    return index - 1
-
-
-def _device_for(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("a") + rest) + letters
-    return f"/dev/vd{letters}"
-
-
-def next_device(used: list[str], first: int = 1) -> str:
-    """The first free ``/dev/vdX`` from ``first`` (vda, index 0, is the root disk)."""
-    taken = {_device_index(name) for name in used if _DEVICE.match(name)}
-    index = first
-    while index in taken:
-        index += 1
-    return _device_for(index)
-
-
-def _volume_error(exc: volume.VolumeAPIError, volume_id: str) -> errors.APIError:
-    if exc.status == 404:
-        return errors.NotFound(f"Volume {volume_id} could not be found.")
-    if exc.status in (400, 409):
-        return errors.BadRequest(f"Invalid volume {volume_id}: {exc.message}")
-    return volume.unavailable(exc)
-
-
-def _bdm(instance: models.Instance, volume_id: str) -> models.BlockDeviceMapping | None:
-    for bdm in instance.block_devices:
-        if bdm.volume_id == volume_id:
-            return bdm
-    return None
-
-
-@bp.get("/servers/<server_id>/os-volume_attachments")
-def volumes_index(server_id: str) -> Response:
-    instance = find(server_id)
-    policy.enforce("os_compute_api:os-volumes-attachments:index", target(instance))
-    rows = list(instance.block_devices)
-    offset = common.query_int("offset") or 0
-    limit = common.query_int("limit")
-    rows = rows[offset : offset + limit if limit is not None else None]
-    return common.respond(
-        {
-            "volumeAttachments": [
-                _volume_attachment(instance.uuid, b.volume_id, b.device_name) for b in rows
-            ]
-        }
-    )
-
-
-@bp.get("/servers/<server_id>/os-volume_attachments/<volume_id>")
-def volumes_show(server_id: str, volume_id: str) -> Response:
-    instance = find(server_id)
-    policy.enforce("os_compute_api:os-volumes-attachments:show", target(instance))
-    bdm = _bdm(instance, volume_id)
-    if bdm is None:
-        raise errors.NotFound(f"Volume {volume_id} is not attached to server {instance.uuid}.")
-    return common.respond(
-        {"volumeAttachment": _volume_attachment(instance.uuid, volume_id, bdm.device_name)}
-    )
-
-
-def _reserve_device(instance_uuid: str, volume_id: str, action: str) -> tuple[str, str]:
-    """Nova's ``reserve_block_device_name``: under the server's row lock, check it may take a
-    volume now, pick the next free device and write the mapping (not yet connected). Returns
-    (host, device)."""
-    with db.database().transaction() as sess:
-        row = sess.get(models.Instance, instance_uuid, with_for_update=True)
-        if row is None or row.vm_state == models.DELETED:
-            raise errors.NotFound(f"Instance {instance_uuid} could not be found.")
-        host = _plugged(row, action)
-        if any(b.volume_id == volume_id for b in row.block_devices):
-            raise errors.Conflict(
-                f"Volume {volume_id} is already attached to server {instance_uuid}."
-            )
-        device = next_device([b.device_name for b in row.block_devices])
-        row.block_devices.append(
-            models.BlockDeviceMapping(
-                volume_id=volume_id,
-                device_name=device,
-                boot_index=None,
-                delete_on_termination=False,
-            )
-        )
-    return host, device
-
-
-def _drop_bdm(instance_uuid: str, volume_id: str) -> None:
-    with db.database().transaction() as sess:
-        row = sess.get(models.Instance, instance_uuid, with_for_update=True)
-        if row is None:
-            return
-        for bdm in list(row.block_devices):
-            if bdm.volume_id == volume_id:
-                row.block_devices.remove(bdm)
-
-
-@bp.post("/servers/<server_id>/os-volume_attachments")
-def volumes_attach(server_id: str) -> Response:
-    """Attach a volume, synchronously (docs/block-storage-contract.md, "Compute side"): the
-    answer comes once the guest has the disk. Any failure after ``os-reserve`` leaves the volume
-    ``available`` again and the server without the mapping."""
-    body = validation.validated_body(VOLUME_ATTACH_SCHEMA)["volumeAttachment"]
-    instance = find(server_id)
-    policy.enforce("os_compute_api:os-volumes-attachments:create", target(instance))
-    if instance.locked and not common.is_admin():
-        raise errors.Conflict(f"Instance {server_id} is locked.")
-    _plugged(instance, "attach_volume")
-    volume_id = body["volumeId"]
-    if not common.is_uuid(volume_id):
-        raise errors.BadRequest(f"Invalid input for field 'volumeId': {volume_id!r} is not a UUID.")
-    device_wanted = body.get("device")
-    if device_wanted and not _DEVICE.match(device_wanted):
-        raise errors.BadRequest(f"The supplied device path ({device_wanted}) is invalid.")
-    if _bdm(instance, volume_id) is not None:
-        raise errors.Conflict(f"Volume {volume_id} is already attached to server {server_id}.")
-    uuid_ = instance.uuid
-    db.session().rollback()  # no transaction held over the volume and RPC calls
-    client = volume.require_client()
-    try:
-        vol = client.get(volume_id)
-    except volume.VolumeAPIError as exc:
-        raise _volume_error(exc, volume_id) from None
-    if vol.get("status") != "available":
-        raise errors.BadRequest(
-            f"Invalid volume: volume {volume_id} status must be 'available' to attach, but it "
-            f"is '{vol.get('status')}'."
-        )
-    # The device is chosen by compute (as Nova's libvirt driver ignores the requested one).
-    host, device = _reserve_device(uuid_, volume_id, "attach_volume")
-    try:
-        client.reserve(volume_id)
-    except volume.VolumeAPIError as exc:
-        _drop_bdm(uuid_, volume_id)
-        raise _volume_error(exc, volume_id) from None
-    connected = False
-    try:
-        info = client.initialize_connection(volume_id, host)
-        connected = True
-        try:
-            common.settings().rpc.get().compute.attach_volume(
-                context(), host, uuid_, volume_id, info, device
-            )
-        except rpc.RPCError as exc:
-            message = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
-            raise errors.Conflict(
-                f"Failed to attach volume {volume_id} to {uuid_} as {device}: {message}"
-            ) from None
-        try:
-            client.attach(volume_id, uuid_, device, host)
-        except volume.VolumeAPIError:
-            # The guest has the disk but the volume service does not record it: take it away.
-            with _suppressed("detach after a failed os-attach"):
-                common.settings().rpc.get().compute.detach_volume(
-                    context(), host, uuid_, volume_id, device
-                )
-            raise
-    except (volume.VolumeAPIError, errors.APIError) as exc:
-        volume.rollback(client, volume_id, host if connected else None)
-        _drop_bdm(uuid_, volume_id)
-        if isinstance(exc, volume.VolumeAPIError):
-            raise _volume_error(exc, volume_id) from None
-        raise
-    attachment_id = str((info.get("data") or {}).get("attachment_id") or "") or None
-    with db.database().transaction() as sess:
-        row = sess.get(models.Instance, uuid_, with_for_update=True)
-        bdm = _bdm(row, volume_id) if row is not None else None
-        if bdm is not None:
-            bdm.attachment_id = attachment_id
-            bdm.connection_info = info
-    LOG.info("server %s: volume %s attached as %s on %s", uuid_, volume_id, device, host)
-    return common.respond({"volumeAttachment": _volume_attachment(uuid_, volume_id, device)})
-
-
-class _suppressed:
-    """Log and swallow any exception of a best-effort step."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc is not None and isinstance(exc, Exception):
-            LOG.warning("%s failed: %s", self.what, exc)
-            return True
-        return False
-
-
-@bp.delete("/servers/<server_id>/os-volume_attachments/<volume_id>")
-def volumes_detach(server_id: str, volume_id: str) -> Response:
-    """Detach, synchronously: ``os-begin_detaching``, the agent unplugs the disk (waiting for
-    the guest to release it; failure: ``os-roll_detaching``), ``os-terminate_connection``,
-    ``os-detach``, the mapping removed; 202 once the disk is gone."""
-    instance = find(server_id)
-    policy.enforce("os_compute_api:os-volumes-attachments:delete", target(instance))
-    if instance.locked and not common.is_admin():
-        raise errors.Conflict(f"Instance {server_id} is locked.")
-    bdm = _bdm(instance, volume_id)
-    if bdm is None:
-        raise errors.NotFound(f"Volume {volume_id} is not attached to server {server_id}.")
-    if bdm.boot_index == 0 or bdm.device_name in ("/dev/vda", "vda"):
-        raise errors.BadRequest("Cannot detach the root device volume of a server.")
-    host = _plugged(instance, "detach_volume")
-    if bdm.attachment_id is None:
-        raise errors.Conflict(f"Volume {volume_id} is being attached to server {server_id}.")
-    uuid_, device, attachment_id = instance.uuid, bdm.device_name, bdm.attachment_id
-    db.session().rollback()
-    client = volume.require_client()
-    try:
-        client.begin_detaching(volume_id)
-    except volume.VolumeAPIError as exc:
-        raise _volume_error(exc, volume_id) from None
-    try:
-        common.settings().rpc.get().compute.detach_volume(context(), host, uuid_, volume_id, device)
-    except rpc.RPCError as exc:
-        with _suppressed(f"os-roll_detaching of {volume_id}"):
-            client.roll_detaching(volume_id)
-        message = exc.message if isinstance(exc, rpc.RemoteError) else str(exc)
-        raise errors.Conflict(
-            f"Failed to detach volume {volume_id} from {uuid_}: {message}"
-        ) from None
-    try:
-        client.terminate_connection(volume_id, host)
-        client.detach(volume_id, attachment_id)
-    except volume.VolumeAPIError as exc:
-        # The guest no longer has the disk: the mapping goes regardless.
-        _drop_bdm(uuid_, volume_id)
-        raise volume.unavailable(exc) from None
-    _drop_bdm(uuid_, volume_id)
-    LOG.info("server %s: volume %s (%s) detached", uuid_, volume_id, device)
     return Response(status=202)
 
 

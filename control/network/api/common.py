@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Response, current_app, g, request
-from sqlalchemy import Select, and_, false, or_
+from sqlalchemy import Select, false, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from control.common import db, errors, policy, validation
+from control.common import db, errors, paging, policy, validation
 from control.common.app import context
 from control.common.app import is_admin as is_admin
 from control.common.app import project_id as project_id
@@ -217,12 +216,12 @@ class Listing:
             # Unknown filters are ignored, as Neutron without filter validation does.
         return query
 
-    def sort_keys(self) -> list[tuple[InstrumentedAttribute[Any], bool]]:
+    def sort_keys(self) -> paging.Order:
         keys = request.args.getlist("sort_key")
         dirs = request.args.getlist("sort_dir")
         if dirs and len(dirs) != len(keys):
             raise bad_request("The number of sort_keys and sort_dirs must be same")
-        order: list[tuple[InstrumentedAttribute[Any], bool]] = []
+        order: paging.Order = []
         for index, key in enumerate(keys):
             if key not in self.columns:
                 raise bad_request(f"{key} is invalid attribute for sort_key")
@@ -234,19 +233,6 @@ class Listing:
         if all(column is not id_column for column, _ in order):
             order.append((id_column, True))
         return order
-
-
-def _after_marker(marker: Any, order: list[tuple[InstrumentedAttribute[Any], bool]]) -> Any:
-    """Rows strictly after ``marker`` in ``order`` (keyset pagination)."""
-    clauses = []
-    for index, (column, ascending) in enumerate(order):
-        value = getattr(marker, column.key)
-        equal = [prev == getattr(marker, prev.key) for prev, _ in order[:index]]
-        beyond = column > value if ascending else column < value
-        if value is None:
-            beyond = column.is_not(None) if ascending else false()
-        clauses.append(and_(*equal, beyond))
-    return or_(*clauses)
 
 
 def list_response(
@@ -269,7 +255,7 @@ def list_response(
         marker = sess.get(listing.model, marker_id)
         if marker is None:
             raise bad_request(f"Marker {marker_id} could not be found.")
-        query = query.where(_after_marker(marker, order))
+        query = query.where(paging.after_marker(marker, order))
     query = query.order_by(*(column.asc() if asc else column.desc() for column, asc in order))
     limit: int | None = None
     raw_limit = request.args.get("limit")
@@ -288,8 +274,5 @@ def list_response(
     items = [only_fields(render(row)) for row in rows]
     body: dict[str, Any] = {listing.collection: items}
     if more and raw_limit not in (None, ""):
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "marker"]
-        args.append(("marker", rows[-1].id))
-        href = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(args)}"
-        body[f"{listing.collection}_links"] = [{"rel": "next", "href": href}]
+        body[f"{listing.collection}_links"] = paging.next_link(rows[-1].id)
     return respond(body)

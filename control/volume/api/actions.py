@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response
@@ -26,28 +27,21 @@ LOG = logging.getLogger("cirrus.volume")
 
 bp = common.project_blueprint("volume_actions")
 
-Action = Callable[[models.Volume, Any], Response]
-ACTIONS: dict[str, Action] = {}
-
-VOLUME_STATUSES = (
-    "available",
-    "creating",
-    "attaching",
-    "in-use",
-    "detaching",
-    "deleting",
-    "error",
-    "error_deleting",
-    "error_extending",
-    "extending",
-    "maintenance",
-    "reserved",
-)
+Handler = Callable[[models.Volume, dict[str, Any]], Response]
+ACTIONS: dict[str, Callable[[models.Volume, Any], Response]] = {}
 
 
-def action(name: str) -> Callable[[Action], Action]:
-    def register(func: Action) -> Action:
-        ACTIONS[name] = func
+def action(name: str, policy: str, body: bool = True) -> Callable[[Handler], Handler]:
+    """Register the action ``name``: the caller must pass ``policy`` on the volume's project, then
+    the handler gets the action's value as an object (``{}`` for null; 400 for anything else but an
+    object), or with ``body=False`` always ``{}`` (the value is ignored)."""
+
+    def register(func: Handler) -> Handler:
+        def run(volume: models.Volume, value: Any) -> Response:
+            enforce(policy, target(volume.project_id))
+            return func(volume, _dict(value, name) if body else {})
+
+        ACTIONS[name] = run
         return func
 
     return register
@@ -55,6 +49,38 @@ def action(name: str) -> Callable[[Action], Action]:
 
 def accepted() -> Response:
     return Response(status=202)
+
+
+def _save(volume: models.Volume) -> Response:
+    """Stamp and commit ``volume``; 202."""
+    volume.touch()
+    db.commit()
+    return accepted()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An action that only moves the status: from one of ``allowed`` to ``status`` (and
+    ``attach_status`` when given). From any other status, with ``refuse`` (the verb of the error)
+    a 400; without, the action does nothing."""
+
+    policy: str
+    allowed: tuple[str, ...]
+    status: str
+    attach_status: str | None = None
+    refuse: str | None = None
+
+    def register(self, name: str) -> None:
+        @action(name, self.policy, body=False)
+        def run(volume: models.Volume, _body: dict[str, Any]) -> Response:
+            if volume.status not in self.allowed:
+                if self.refuse is None:
+                    return accepted()
+                raise volume_status_error(volume, self.refuse, " or ".join(self.allowed))
+            volume.status = self.status
+            if self.attach_status is not None:
+                volume.attach_status = self.attach_status
+            return _save(volume)
 
 
 def _dict(value: Any, name: str) -> dict[str, Any]:
@@ -65,8 +91,8 @@ def _dict(value: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def _connector(value: Any, name: str) -> dict[str, Any]:
-    connector = _dict(_dict(value, name).get("connector"), f"{name}.connector")
+def _connector(body: dict[str, Any], name: str) -> dict[str, Any]:
+    connector = _dict(body.get("connector"), f"{name}.connector")
     if not connector:
         raise errors.BadRequest(f"Must specify 'connector' in {name}.")
     if not isinstance(connector.get("host"), str) or not connector["host"]:
@@ -117,21 +143,21 @@ def volume_action(volume_id: str) -> Response:
 # -- the attach flow -----------------------------------------------------------------------------
 
 
-@action("os-reserve")
-def reserve(volume: models.Volume, _value: Any) -> Response:
-    enforce("volume:reserve_volume", target(volume.project_id))
-    if volume.status != "available":
-        raise volume_status_error(volume, "reserve", "available")
-    volume.status = "attaching"
-    volume.attach_status = "attaching"
-    volume.touch()
-    db.commit()
-    return accepted()
+TRANSITIONS = {
+    "os-reserve": Transition(
+        "volume:reserve_volume", ("available",), "attaching", "attaching", refuse="reserve"
+    ),
+    "os-begin_detaching": Transition(
+        "volume:begin_detaching", ("in-use",), "detaching", refuse="begin detaching"
+    ),
+    "os-roll_detaching": Transition("volume:roll_detaching", ("detaching",), "in-use"),
+}
+for _name, _step in TRANSITIONS.items():
+    _step.register(_name)
 
 
-@action("os-unreserve")
-def unreserve(volume: models.Volume, _value: Any) -> Response:
-    enforce("volume:unreserve_volume", target(volume.project_id))
+@action("os-unreserve", "volume:unreserve_volume", body=False)
+def unreserve(volume: models.Volume, _body: dict[str, Any]) -> Response:
     if volume.status == "attaching":
         for att in list(volume.attachments):
             if att.attach_status == "attaching" and att.connection_info is None:
@@ -140,15 +166,13 @@ def unreserve(volume: models.Volume, _value: Any) -> Response:
         if volume.status == "attaching":
             volume.status = "available"
             volume.attach_status = "detached"
-        volume.touch()
-        db.commit()
+        return _save(volume)
     return accepted()
 
 
-@action("os-initialize_connection")
-def initialize_connection(volume: models.Volume, value: Any) -> Response:
-    enforce("volume:initialize_connection", target(volume.project_id))
-    connector = _connector(value, "os-initialize_connection")
+@action("os-initialize_connection", "volume:initialize_connection")
+def initialize_connection(volume: models.Volume, body: dict[str, Any]) -> Response:
+    connector = _connector(body, "os-initialize_connection")
     if volume.status not in ("available", "attaching", "in-use", "reserved"):
         raise volume_status_error(
             volume, "initialize a connection", "available, attaching or in-use"
@@ -196,10 +220,8 @@ def initialize_connection(volume: models.Volume, value: Any) -> Response:
     return respond({"connection_info": info})
 
 
-@action("os-attach")
-def attach(volume: models.Volume, value: Any) -> Response:
-    enforce("volume:attach", target(volume.project_id))
-    body = _dict(value, "os-attach")
+@action("os-attach", "volume:attach")
+def attach(volume: models.Volume, body: dict[str, Any]) -> Response:
     instance = body.get("instance_uuid")
     host_name = body.get("host_name")
     if not instance and not host_name:
@@ -236,30 +258,7 @@ def attach(volume: models.Volume, value: Any) -> Response:
     att.touch()
     volume.status = "in-use"
     volume.attach_status = "attached"
-    volume.touch()
-    db.commit()
-    return accepted()
-
-
-@action("os-begin_detaching")
-def begin_detaching(volume: models.Volume, _value: Any) -> Response:
-    enforce("volume:begin_detaching", target(volume.project_id))
-    if volume.status != "in-use":
-        raise volume_status_error(volume, "begin detaching", "in-use")
-    volume.status = "detaching"
-    volume.touch()
-    db.commit()
-    return accepted()
-
-
-@action("os-roll_detaching")
-def roll_detaching(volume: models.Volume, _value: Any) -> Response:
-    enforce("volume:roll_detaching", target(volume.project_id))
-    if volume.status == "detaching":
-        volume.status = "in-use"
-        volume.touch()
-        db.commit()
-    return accepted()
+    return _save(volume)
 
 
 def _terminate(volume: models.Volume, attachments: list[models.VolumeAttachment]) -> None:
@@ -274,10 +273,29 @@ def _terminate(volume: models.Volume, attachments: list[models.VolumeAttachment]
         att.connection_info = None
 
 
-@action("os-terminate_connection")
-def terminate_connection(volume: models.Volume, value: Any) -> Response:
-    enforce("volume:terminate_connection", target(volume.project_id))
-    connector = _connector(value, "os-terminate_connection")
+def _attachment_not_found(volume: models.Volume, attachment_id: str) -> errors.NotFound:
+    return errors.NotFound(
+        f"Volume attachment {attachment_id} of volume {volume.id} could not be found."
+    )
+
+
+def _drop(volume: models.Volume, attachments: list[models.VolumeAttachment], name: str) -> Response:
+    """Stop the exports of ``attachments``, forget them and settle the volume's status. An agent
+    failure is only logged: the export is the agent's; it stops it when it comes back. The record
+    goes now."""
+    for att in attachments:
+        try:
+            _terminate(volume, [att])
+        except errors.APIError as exc:
+            LOG.warning("%s of volume %s: %s", name, volume.id, exc.message)
+        volume.attachments.remove(att)
+    _settle(volume)
+    return _save(volume)
+
+
+@action("os-terminate_connection", "volume:terminate_connection")
+def terminate_connection(volume: models.Volume, body: dict[str, Any]) -> Response:
+    connector = _connector(body, "os-terminate_connection")
     attachments = [a for a in volume.attachments if a.attached_host == connector["host"]]
     db.commit()  # release the row lock while the agent works
     _terminate(volume, attachments)
@@ -290,17 +308,13 @@ def terminate_connection(volume: models.Volume, value: Any) -> Response:
     return accepted()
 
 
-@action("os-detach")
-def detach(volume: models.Volume, value: Any) -> Response:
-    enforce("volume:detach", target(volume.project_id))
-    body = _dict(value, "os-detach")
+@action("os-detach", "volume:detach")
+def detach(volume: models.Volume, body: dict[str, Any]) -> Response:
     attachment_id = body.get("attachment_id")
     if attachment_id:
         found = [a for a in volume.attachments if a.id == attachment_id]
         if not found:
-            raise errors.NotFound(
-                f"Volume attachment {attachment_id} of volume {volume.id} could not be found."
-            )
+            raise _attachment_not_found(volume, attachment_id)
     else:
         found = list(volume.attachments)
         if len(found) > 1:
@@ -310,48 +324,23 @@ def detach(volume: models.Volume, value: Any) -> Response:
             )
     if not found and volume.status not in ("in-use", "detaching"):
         raise volume_status_error(volume, "detach", "in-use or detaching")
-    for att in found:
-        try:
-            _terminate(volume, [att])
-        except errors.APIError as exc:
-            # The export is the agent's; it stops it when it comes back. The record goes now.
-            LOG.warning("detach of volume %s: %s", volume.id, exc.message)
-        volume.attachments.remove(att)
-    _settle(volume)
-    volume.touch()
-    db.commit()
-    return accepted()
+    return _drop(volume, found, "detach")
 
 
-@action("os-force_detach")
-def force_detach(volume: models.Volume, value: Any) -> Response:
-    enforce("volume_extension:volume_admin_actions:force_detach", target(volume.project_id))
-    body = _dict(value, "os-force_detach")
+@action("os-force_detach", "volume_extension:volume_admin_actions:force_detach")
+def force_detach(volume: models.Volume, body: dict[str, Any]) -> Response:
     attachment_id = body.get("attachment_id")
     found = [a for a in volume.attachments if not attachment_id or a.id == attachment_id]
     if attachment_id and not found:
-        raise errors.NotFound(
-            f"Volume attachment {attachment_id} of volume {volume.id} could not be found."
-        )
-    for att in found:
-        try:
-            _terminate(volume, [att])
-        except errors.APIError as exc:
-            LOG.warning("force_detach of volume %s: %s", volume.id, exc.message)
-        volume.attachments.remove(att)
-    _settle(volume)
-    volume.touch()
-    db.commit()
-    return accepted()
+        raise _attachment_not_found(volume, attachment_id)
+    return _drop(volume, found, "force_detach")
 
 
 # -- size, state, bootable -----------------------------------------------------------------------
 
 
-@action("os-extend")
-def extend(volume: models.Volume, value: Any) -> Response:
-    enforce("volume:extend", target(volume.project_id))
-    body = _dict(value, "os-extend")
+@action("os-extend", "volume:extend")
+def extend(volume: models.Volume, body: dict[str, Any]) -> Response:
     if "new_size" not in body:
         raise errors.BadRequest("Invalid input for field/attribute os-extend.new_size: required.")
     new_size = common.parse_int(body["new_size"], "new_size")
@@ -390,16 +379,14 @@ def extend(volume: models.Volume, value: Any) -> Response:
     return accepted()
 
 
-@action("os-reset_status")
-def reset_status(volume: models.Volume, value: Any) -> Response:
-    enforce("volume_extension:volume_admin_actions:reset_status", target(volume.project_id))
-    body = _dict(value, "os-reset_status")
+@action("os-reset_status", "volume_extension:volume_admin_actions:reset_status")
+def reset_status(volume: models.Volume, body: dict[str, Any]) -> Response:
     status = body.get("status")
     attach_status = body.get("attach_status")
     if status is None and attach_status is None:
         raise errors.BadRequest("Must specify 'status' or 'attach_status' in os-reset_status.")
     if status is not None:
-        if status not in VOLUME_STATUSES:
+        if status not in models.VOLUME_STATUSES:
             raise errors.BadRequest(f"Must specify a valid status: {status} is not one.")
         volume.status = status
     if attach_status is not None:
@@ -411,15 +398,11 @@ def reset_status(volume: models.Volume, value: Any) -> Response:
         if attach_status == "detached":
             for att in list(volume.attachments):
                 volume.attachments.remove(att)
-    volume.touch()
-    db.commit()
-    return accepted()
+    return _save(volume)
 
 
-@action("os-set_bootable")
-def set_bootable(volume: models.Volume, value: Any) -> Response:
-    enforce("volume_extension:volume_actions:set_bootable", target(volume.project_id))
-    body = _dict(value, "os-set_bootable")
+@action("os-set_bootable", "volume_extension:volume_actions:set_bootable")
+def set_bootable(volume: models.Volume, body: dict[str, Any]) -> Response:
     if "bootable" not in body:
         raise errors.BadRequest("Must specify bootable in request.")
     volume.bootable = common.parse_bool(body["bootable"], "bootable")

@@ -10,13 +10,12 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from control.common import db, errors, policy, validation
+from control.common import db, errors, paging, policy, validation
 from control.common.app import context as context
 from control.common.app import is_admin as is_admin
 from control.common.app import project_id as project_id
@@ -222,6 +221,17 @@ def volume_body(volume: models.Volume) -> dict[str, Any]:
     return render.volume(volume, base_url(), show_host=show_host, backend_name=backend)
 
 
+def update_names(item: models.Volume | models.Snapshot, body: dict[str, Any], key: str) -> None:
+    """Apply an update body's ``name`` and ``description`` (or their ``display_`` aliases) to
+    ``item``; 400 when the body under ``key`` is empty."""
+    if not body:
+        raise errors.BadRequest(f"Missing request body: nothing to update in '{key}'.")
+    for name, alias in (("name", "display_name"), ("description", "display_description")):
+        for field_name in (name, alias):
+            if field_name in body:
+                setattr(item, name, body[field_name])
+
+
 def volume_status_error(volume: models.Volume, action: str, allowed: str) -> errors.BadRequest:
     return errors.BadRequest(
         f"Invalid volume: Volume {volume.id} status must be {allowed} to {action}, "
@@ -263,7 +273,7 @@ class Listing:
             # Unknown filters are ignored, as Cinder before filter validation.
         return query
 
-    def sort_keys(self) -> list[tuple[InstrumentedAttribute[Any], bool]]:
+    def sort_keys(self) -> paging.Order:
         pairs: list[tuple[str, str]] = []
         if request.args.get("sort"):
             for item in request.args["sort"].split(","):
@@ -274,7 +284,7 @@ class Listing:
             dirs = [d for v in request.args.getlist("sort_dir") for d in v.split(",")]
             for index, key in enumerate(keys):
                 pairs.append((key, (dirs[index] if index < len(dirs) else "desc").lower()))
-        order: list[tuple[InstrumentedAttribute[Any], bool]] = []
+        order: paging.Order = []
         for key, direction in pairs:
             if key not in self.columns:
                 raise errors.BadRequest(f"Invalid sort key: {key}.")
@@ -287,18 +297,6 @@ class Listing:
         if all(column is not id_column for column, _ in order):
             order.append((id_column, order[-1][1]))
         return order
-
-
-def _after_marker(marker: Any, order: list[tuple[InstrumentedAttribute[Any], bool]]) -> Any:
-    clauses = []
-    for index, (column, ascending) in enumerate(order):
-        value = getattr(marker, column.key)
-        equal = [prev == getattr(marker, prev.key) for prev, _ in order[:index]]
-        beyond = column > value if ascending else column < value
-        if value is None:
-            beyond = column.is_not(None) if ascending else false()
-        clauses.append(and_(*equal, beyond))
-    return or_(*clauses)
 
 
 def list_response(
@@ -316,7 +314,7 @@ def list_response(
             marker = find_marker(marker_id)
         except errors.NotFound:
             raise errors.BadRequest(f"Marker {marker_id} could not be found.") from None
-        query = query.where(_after_marker(marker, order))
+        query = query.where(paging.after_marker(marker, order))
     query = query.order_by(*(column.asc() if asc else column.desc() for column, asc in order))
     raw_limit = request.args.get("limit")
     limit = settings().limit_max
@@ -333,10 +331,7 @@ def list_response(
     rows = rows[:limit]
     body: dict[str, Any] = {listing.collection: [render_item(row) for row in rows]}
     if more and rows:
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "marker"]
-        args.append(("marker", rows[-1].id))
-        href = f"{base_url()}{request.path}?{urlencode(args)}"
-        body[f"{listing.collection}_links"] = [{"rel": "next", "href": href}]
+        body[f"{listing.collection}_links"] = paging.next_link(rows[-1].id)
     return respond(body)
 
 

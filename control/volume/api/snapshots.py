@@ -149,12 +149,7 @@ def update(snapshot_id: str) -> Response:
     body = common.body_of("snapshot", UPDATE)
     snap = common.find_snapshot(snapshot_id, lock=True)
     enforce("volume:update_snapshot", target(snap.project_id))
-    if not body:
-        raise errors.BadRequest("Missing request body: nothing to update in 'snapshot'.")
-    for field, alias in (("name", "display_name"), ("description", "display_description")):
-        for key in (field, alias):
-            if key in body:
-                setattr(snap, field, body[key])
+    common.update_names(snap, body, "snapshot")
     snap.touch()
     db.commit()
     return respond({"snapshot": render.snapshot(snap)})

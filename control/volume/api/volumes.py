@@ -397,12 +397,7 @@ def update(volume_id: str) -> Response:
     body = common.body_of("volume", UPDATE)
     volume = common.find_volume(volume_id, lock=True)
     enforce("volume:update", target(volume.project_id))
-    if not body:
-        raise errors.BadRequest("Missing request body: nothing to update in 'volume'.")
-    for field, alias in (("name", "display_name"), ("description", "display_description")):
-        for key in (field, alias):
-            if key in body:
-                setattr(volume, field, body[key])
+    common.update_names(volume, body, "volume")
     if "metadata" in body:
         volume.set_metadata(common.metadata_value(body["metadata"]))
     volume.touch()
