@@ -33,10 +33,16 @@ class Base(DeclarativeBase):
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 5, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 5, echo: bool = False, isolation_level: str | None = None
+    ) -> None:
+        """``isolation_level`` (e.g. ``"READ COMMITTED"``) for every transaction of this engine;
+        MariaDB's default, REPEATABLE READ, otherwise."""
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 3600, "echo": echo}
         if not url.startswith("sqlite"):
             kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2)
+            if isolation_level:
+                kwargs["isolation_level"] = isolation_level
         self.url = url
         self.engine: Engine = create_engine(url, **kwargs)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)

@@ -31,7 +31,7 @@ from flask import Flask
 from control.common import auth, db, log, policy
 from control.common import config as config_mod
 from control.common.app import make_app
-from control.network import policies, quota, render
+from control.network import models, policies, quota, render
 from control.network.api import (
     agents,
     common,
@@ -76,7 +76,9 @@ def create_app(conf: config_mod.Config | None = None) -> Flask:
     conf = conf or config_mod.load(SERVICE)
     log.setup(conf.get("DEFAULT", "log_level", "INFO"))
     database = db.Database(
-        conf.get("database", "connection"), pool_size=conf.get_int("database", "pool_size", 5)
+        conf.get("database", "connection"),
+        pool_size=conf.get_int("database", "pool_size", 5),
+        isolation_level=models.ISOLATION,
     )
     settings = load_settings(conf)
     validator = auth.TokenValidator(conf)

@@ -26,10 +26,14 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from control.common.db import PRECISE_DATETIME, utcnow
+
+#: The isolation of every network transaction (API and RPC endpoint): see used_addresses().
+ISOLATION = "READ COMMITTED"
 
 DEVICE_OWNER_ROUTER_INTF = "network:router_interface"
 DEVICE_OWNER_ROUTER_GW = "network:router_gateway"
@@ -277,3 +281,14 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow)
     started_at: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow)
     heartbeat_timestamp: Mapped[datetime] = mapped_column(PRECISE_DATETIME, default=utcnow)
+
+
+def used_addresses(sess: Session, subnet_id: str) -> set[str]:
+    """The addresses allocated in a subnet. Callers lock the subnet first (``FOR UPDATE``), and
+    the network service's transactions are READ COMMITTED (:data:`ISOLATION`), so this read sees
+    the allocations of a transaction that committed while this one waited for the lock: under
+    MariaDB's default REPEATABLE READ it would read an older snapshot and hand out the same
+    address twice."""
+    return set(
+        sess.scalars(select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet_id))
+    )

@@ -155,14 +155,7 @@ class DhcpEndpoint:
                 continue
             locked = sess.get(models.Subnet, subnet.id, with_for_update=True)
             assert locked is not None
-            used = {
-                ipaddress.ip_address(row)
-                for row in sess.scalars(
-                    select(models.IPAllocation.ip_address).where(
-                        models.IPAllocation.subnet_id == subnet.id
-                    )
-                )
-            }
+            used = {ipaddress.ip_address(row) for row in models.used_addresses(sess, subnet.id)}
             address = ipam.allocate(ipam.pools_from_dicts(subnet.allocation_pools), used)
             if address is None:
                 LOG.warning("subnet %s has no free address for its DHCP port", subnet.id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from control.common import config as config_mod
 from control.common import db, rpc, service
+from control.network import models
 from control.network.rpc import FANOUT, TOPIC, NetworkEndpoint
 from control.network.rpc_dhcp import DhcpEndpoint
 
@@ -38,7 +39,9 @@ class NetworkRPC:
 
 def build(conf: config_mod.Config) -> NetworkRPC:
     database = db.Database(
-        conf.get("database", "connection"), pool_size=conf.get_int("database", "pool_size", 10)
+        conf.get("database", "connection"),
+        pool_size=conf.get_int("database", "pool_size", 10),
+        isolation_level=models.ISOLATION,
     )
     transport = rpc.Transport(
         conf.get("rpc", "transport_url"), exchange=conf.get("rpc", "exchange", "cirrus")

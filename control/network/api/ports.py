@@ -237,10 +237,7 @@ def _exhausted(network_id: str) -> errors.Conflict:
 
 
 def _used(subnet_id: str) -> set[ipam.IPAddress]:
-    rows = db.session().scalars(
-        select(models.IPAllocation.ip_address).where(models.IPAllocation.subnet_id == subnet_id)
-    )
-    return {ipaddress.ip_address(row) for row in rows}
+    return {ipaddress.ip_address(row) for row in models.used_addresses(db.session(), subnet_id)}
 
 
 def _next_free(subnet: models.Subnet) -> ipam.IPAddress | None:
@@ -318,12 +315,16 @@ def set_fixed_ips(
     """Give ``port`` the fixed IPs asked for (``None``: automatic), keeping the ones it has that
     are asked for again and freeing the others."""
     sess = db.session()
-    locked = sess.scalars(
-        select(models.Subnet)
-        .where(models.Subnet.network_id == net.id)
-        .order_by(models.Subnet.id)
-        .with_for_update()
-    ).all()
+    # Lock before the new port's row is flushed: its foreign key would first take a shared lock
+    # on the network row, which this locking read (joined with networks) then has to upgrade, and
+    # two creates on one network deadlocked on that.
+    with sess.no_autoflush:
+        locked = sess.scalars(
+            select(models.Subnet)
+            .where(models.Subnet.network_id == net.id)
+            .order_by(models.Subnet.id)
+            .with_for_update()
+        ).all()
     subnets = {subnet.id: subnet for subnet in locked}
     wanted = _automatic(net, subnets) if requested is None else _wanted(net, subnets, requested)
     current = list(port.fixed_ips)
