@@ -315,10 +315,14 @@ def set_fixed_ips(
     """Give ``port`` the fixed IPs asked for (``None``: automatic), keeping the ones it has that
     are asked for again and freeing the others."""
     sess = db.session()
-    # Lock before the new port's row is flushed: its foreign key would first take a shared lock
-    # on the network row, which this locking read (joined with networks) then has to upgrade, and
-    # two creates on one network deadlocked on that.
+    # Lock the network, then its subnets, as the DHCP endpoint does (the other order deadlocked
+    # with it), and before the new port's row is flushed: its foreign key would first take a
+    # shared lock on the network row, which the lock then has to upgrade (two creates on one
+    # network deadlocked on that).
     with sess.no_autoflush:
+        sess.execute(
+            select(models.Network.id).where(models.Network.id == net.id).with_for_update()
+        )
         locked = sess.scalars(
             select(models.Subnet)
             .where(models.Subnet.network_id == net.id)
