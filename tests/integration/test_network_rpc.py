@@ -6,7 +6,6 @@ notifications published after commits by the API and by the endpoint itself."""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,23 +19,13 @@ from control.network.rpc import FANOUT, TOPIC, AgentNotifier, NetworkAPI, Networ
 from tests.api import network_env
 from tests.api.network_env import NetworkEnv
 from tests.fixtures.identity_server import IdentityServer
+from tests.fixtures.recording import Recorder
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.mariadb]
 
 
-class Listener:
+class Listener(Recorder):
     """A fake agent's fanout endpoint: records every notification."""
-
-    target_version = "1.0"
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    def _add(self, method: str, kwargs: dict[str, Any]) -> None:
-        with self.cond:
-            self.seen.append((method, kwargs))
-            self.cond.notify_all()
 
     def port_update(self, ctxt: RequestContext, **kwargs: Any) -> None:
         self._add("port_update", kwargs)
@@ -52,21 +41,6 @@ class Listener:
 
     def router_update(self, ctxt: RequestContext, **kwargs: Any) -> None:
         self._add("router_update", kwargs)
-
-    def wait_for(self, method: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            for name, kwargs in self.seen:
-                if name == method and all(kwargs.get(k) == v for k, v in match.items()):
-                    return kwargs
-            return None
-
-        with self.cond:
-            assert self.cond.wait_for(lambda: found() is not None, timeout), (
-                f"no {method} {match} in {self.seen}"
-            )
-            result = found()
-            assert result is not None
-            return result
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ no agent listens)."""
 from __future__ import annotations
 
 import secrets
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,23 +19,13 @@ from control.common.db import Database
 from control.volume import models
 from control.volume.agentapi import VolumeAgentAPI
 from control.volume.rpc import TOPIC, VolumeEndpoint
+from tests.fixtures.recording import Recorder
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.mariadb]
 
 
-class FakeAgent:
+class FakeAgent(Recorder):
     """The agent's side of ``volume.<host>``: records what it is sent."""
-
-    target_version = "1.0"
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    def _add(self, method: str, kwargs: dict[str, Any]) -> None:
-        with self.cond:
-            self.seen.append((method, kwargs))
-            self.cond.notify_all()
 
     def create_volume(self, ctxt: RequestContext, **kwargs: Any) -> None:
         self._add("create_volume", kwargs)
@@ -62,16 +51,6 @@ class FakeAgent:
 
     def terminate_connection(self, ctxt: RequestContext, **kwargs: Any) -> None:
         self._add("terminate_connection", kwargs)
-
-    def wait_for(self, method: str, timeout: float = 10.0) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            return next((kw for name, kw in self.seen if name == method), None)
-
-        with self.cond:
-            assert self.cond.wait_for(lambda: found() is not None, timeout), self.seen
-            result = found()
-            assert result is not None
-            return result
 
 
 class Env:
